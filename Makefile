@@ -1,0 +1,66 @@
+# The front door: `make run` serves on SQLite, `make test` runs every check.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+BUF := build/tools/node_modules/.bin/buf
+PROTOS := $(wildcard protos/seats/v1/*.proto)
+GEN_DIR := clients/python
+GENERATED := $(GEN_DIR)/seats/v1/seat_service_pb2.py
+PROTODEPS := build/protodeps/google/type/money.proto
+ADDRESS ?= 127.0.0.1:50051
+DATABASE_URL ?= sqlite:///var/seats.db
+PYTEST_ARGS ?=
+
+.PHONY: venv protos migrate run test lint buf-lint clean
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./clients/python -e '.[dev]'
+	touch $@
+
+# google/type/money.proto ships with googleapis-common-protos; copy it where protoc and buf find it.
+$(PROTODEPS): $(INSTALLED)
+	mkdir -p $(dir $@)
+	cp "$$($(BIN)/python -c 'import google.type.money_pb2 as m, os; print(os.path.dirname(m.__file__))')/money.proto" $@
+
+$(GENERATED): $(PROTOS) $(PROTODEPS) $(INSTALLED)
+	rm -f $(GEN_DIR)/seats/v1/*_pb2*.py $(GEN_DIR)/seats/v1/*_pb2*.pyi
+	$(BIN)/python -m grpc_tools.protoc -I protos -I build/protodeps \
+	  --python_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
+	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=$(GEN_DIR) \
+	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=$(GEN_DIR) \
+	  $(PROTOS)
+	touch $@
+
+protos: $(GENERATED)
+
+$(BUF):
+	mkdir -p build/tools
+	npm install --silent --no-audit --no-fund --prefix build/tools @bufbuild/buf@$(BUF_VERSION)
+
+buf-lint: $(BUF) $(PROTODEPS)
+	$(BUF) lint
+
+migrate: protos
+	mkdir -p var
+	$(BIN)/python -m service.server migrate --database-url '$(DATABASE_URL)'
+
+run: migrate
+	$(BIN)/python -m service.server serve --address '$(ADDRESS)' --database-url '$(DATABASE_URL)'
+
+lint: protos
+	$(BIN)/ruff check service tests
+	$(BIN)/mypy
+
+# PostgreSQL tests run when SEATS_TEST_POSTGRES_URL is set (e.g. postgresql://postgres@127.0.0.1:5432/test).
+test: protos buf-lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build var $(GEN_DIR)/seats/v1/*_pb2*.py $(GEN_DIR)/seats/v1/*_pb2*.pyi
