@@ -1,0 +1,1 @@
+"""The seat service: servicers -> domain -> store."""

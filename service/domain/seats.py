@@ -1,0 +1,1095 @@
+"""The seat rules (S1..S19) over the store. Every write runs as one unit of work inside one
+store transaction: lock the account, apply a due renewal, check the actor, change pools and
+assignments, append one event per change (I4), commit. No gRPC here."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from ..clock import Clock
+from ..store import Store
+from . import paging
+from .errors import (
+    Kind,
+    SeatError,
+    account_not_found,
+    actor_not_in_account,
+    invalid,
+    permission_missing,
+    precondition,
+    user_not_found,
+)
+from .model import (
+    PERMISSION_NAMES,
+    Account,
+    Assignment,
+    Call,
+    ChangeOutcome,
+    Charge,
+    ChargeKind,
+    Event,
+    EventType,
+    Hub,
+    Page,
+    Permission,
+    Permissions,
+    Pool,
+    PoolCounts,
+    PoolView,
+    SeatRef,
+    Tier,
+    User,
+)
+from .prices import PriceBook, prorate
+from .terms import add_months, next_renewal
+
+T = TypeVar("T")
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_TEXT = 200
+MAX_EMAIL = 254
+MAX_BATCH = 1000
+MAX_RENEWALS_AT_ONCE = 1200  # a hundred years of monthly terms
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def new_id(prefix: str) -> str:
+    """Opaque ids that sort by creation time: prefix, milliseconds, randomness."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:011x}{secrets.token_hex(6)}"
+
+
+def tier_name(hub: Hub, tier: Tier) -> str:
+    return f"{hub.name.title()} {tier.name.title()}"
+
+
+# ---- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account: Account
+    pools: list[PoolView]
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    display_name: str
+    owner_email: str
+    owner_display_name: str
+    subscriptions: list[tuple[Hub, Tier, int]]
+    term_months: int
+    term_start: datetime | None
+
+
+@dataclass(frozen=True)
+class AssignResult:
+    assignment: Assignment
+    pool: PoolView
+    changed: bool
+    previous_tier: Tier | None
+    charge: Charge | None
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    user_id: str
+    hub: Hub
+    tier: Tier | None
+    previous_tier: Tier | None
+    outcome: ChangeOutcome
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    results: list[ChangeResult]
+    pools: list[PoolView]
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    account: AccountView
+    charges: list[Charge]
+    pool: PoolView
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    kind: ChargeKind
+    hub: Hub
+    tier: Tier
+    quantity: int
+    unit_price_minor: int
+    amount_minor: int
+    description: str
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    term_start: datetime
+    renewal_time: datetime
+    currency_code: str
+    current_term_charges: list[Charge]
+    current_term_total_minor: int
+    next_renewal_lines: list[InvoiceLine]
+    next_renewal_total_minor: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    account: Account
+    pools: list[PoolView]
+
+
+@dataclass(frozen=True)
+class UserChanges:
+    email: str | None = None
+    display_name: str | None = None
+    super_admin: bool | None = None
+    edit_billing: bool | None = None
+    account_access: bool | None = None
+
+
+# ---- the unit of work ---------------------------------------------------------------------
+
+
+@dataclass
+class Unit:
+    """One account's write transaction: what it loaded, and what it will append."""
+
+    account: Account
+    call: Call
+    now: datetime
+    actor: User | None
+    _pools: dict[tuple[Hub, Tier], Pool] | None = None
+    events: list[Event] = field(default_factory=list)
+    charges: list[Charge] = field(default_factory=list)
+    closed: list[tuple[Hub, Tier]] = field(default_factory=list)
+
+    def event(
+        self, type: EventType, pool: Pool | None = None, before: PoolCounts | None = None, **fields: object
+    ) -> None:
+        extra: dict[str, object] = {}
+        if pool is not None:
+            extra = {
+                "hub": int(pool.hub),
+                "tier": int(pool.tier),
+                "before": before or pool.counts(),
+                "after": pool.counts(),
+            }
+        self.events.append(
+            Event(
+                type=type,
+                actor=self.call.actor_label,
+                time=self.now,
+                request_id=self.call.request_id,
+                **extra,
+                **fields,
+            )
+        )  # type: ignore[arg-type]
+
+
+class SeatDomain:
+    """Every operation of the service, as rules over the store."""
+
+    def __init__(self, store: Store, prices: PriceBook, clock: Clock) -> None:
+        self.store = store
+        self.prices = prices
+        self.clock = clock
+
+    # ---- plumbing -----------------------------------------------------------------------
+
+    def _write(
+        self,
+        call: Call,
+        account_id: str,
+        work: Callable[[Unit], T],
+        *,
+        need: Permission | None,
+        what: str,
+        dry_run: bool = False,
+    ) -> T:
+        def run() -> T:
+            unit = self._open(call, account_id, need=need, what=what)
+            result = work(unit)
+            self._finish(unit)
+            return result
+
+        return self.store.write(run, dry_run=dry_run)
+
+    def _open(self, call: Call, account_id: str, *, need: Permission | None, what: str) -> Unit:
+        if not account_id:
+            raise invalid("account_id", "is required")
+        actor = self._actor(call, account_id)
+        account = self.store.get_account(account_id, lock=True)
+        if account is None:
+            raise account_not_found(account_id)
+        if need is not None:
+            self._require(actor, need, what)
+        unit = Unit(account, call, self.clock.now(), actor)
+        self._renew_if_due(unit)
+        return unit
+
+    def _actor(self, call: Call, account_id: str) -> User | None:
+        """The acting user, checked before the account's existence so that an outsider
+        learns nothing about another account (AIP-211)."""
+        if call.actor is None:
+            return None
+        actor = self.store.get_user(account_id, call.actor)
+        if actor is None:
+            raise actor_not_in_account(call.actor)
+        return actor
+
+    @staticmethod
+    def _require(actor: User | None, permission: Permission, what: str) -> None:
+        """A call without an actor is a trusted system call; an actor needs the permission
+        (S7, S12), which a super admin always has (S19)."""
+        if actor is not None and not actor.permissions.has(permission):
+            raise permission_missing(PERMISSION_NAMES[permission], what)
+
+    def _pools(self, unit: Unit) -> dict[tuple[Hub, Tier], Pool]:
+        if unit._pools is None:
+            unit._pools = self.store.load_pools(unit.account.account_id)
+        return unit._pools
+
+    def _pool(self, unit: Unit, hub: Hub, tier: Tier) -> Pool:
+        pool = self._pools(unit).get((hub, tier))
+        if pool is None:
+            raise precondition(
+                "NOT_SUBSCRIBED",
+                f"{hub.name}/{tier.name}",
+                f"the account has no {tier_name(hub, tier)} subscription",
+                hub=hub.name,
+                tier=tier.name,
+            )
+        return pool
+
+    def _finish(self, unit: Unit) -> None:
+        account_id = unit.account.account_id
+        for hub, tier in unit.closed:
+            self.store.delete_pool(account_id, hub, tier)
+        if unit._pools is not None:
+            self.store.save_pools(account_id, unit._pools.values())
+        self.store.insert_charges(account_id, unit.charges)
+        self.store.append_events(unit.account, unit.events)
+
+    def _view(self, account: Account, pool: Pool) -> PoolView:
+        price = self.prices.price(pool.hub, pool.tier)
+        return PoolView(
+            pool.hub,
+            pool.tier,
+            pool.included,
+            pool.purchased,
+            pool.assigned,
+            pool.available,
+            pool.pending_removal,
+            account.renewal_time if pool.pending_removal else None,
+            price.seat_month_minor,
+            account.currency_code,
+        )
+
+    def _views(self, unit: Unit) -> list[PoolView]:
+        return [self._view(unit.account, p) for _, p in sorted(self._pools(unit).items())]
+
+    def _read_account(self, call: Call, account_id: str) -> Account:
+        """For reads: the actor check, the account, and a due renewal applied first."""
+        if not account_id:
+            raise invalid("account_id", "is required")
+
+        def load() -> Account:
+            self._actor(call, account_id)
+            account = self.store.get_account(account_id)
+            if account is None:
+                raise account_not_found(account_id)
+            return account
+
+        account = self.store.read(load)
+        if account.renewal_time <= self.clock.now():
+            self.store.write(lambda: self._open(Call(request_id=call.request_id), account_id, need=None, what="renew"))
+            account = self.store.read(load)
+        return account
+
+    # ---- renewal (S4, S5, S9) -----------------------------------------------------------
+
+    def _renew_if_due(self, unit: Unit) -> None:
+        """Applies every renewal date that has passed: pending removals leave, the next term
+        starts and is charged at the new count. Nothing shrinks mid-term (S4)."""
+        account = unit.account
+        renewals = 0
+        while account.renewal_time <= unit.now and renewals < MAX_RENEWALS_AT_ONCE:
+            renewals += 1
+            for pool in self._pools(unit).values():
+                if pool.pending_removal:
+                    before = pool.counts()
+                    removed = pool.pending_removal
+                    pool.purchased -= removed
+                    pool.pending_removal = 0
+                    pool.dirty = True
+                    unit.event(EventType.SEATS_REMOVED, pool, before, quantity=removed)
+            account.term_start = account.renewal_time
+            account.renewal_time = next_renewal(account.term_anchor, account.term_start, account.term_months)
+            self._charge_term(unit, unit_time=account.term_start)
+            unit.event(EventType.TERM_RENEWED)
+        if renewals:
+            self.store.save_account_term(account)
+
+    def _charge_term(self, unit: Unit, unit_time: datetime) -> None:
+        """Charges a whole term for every pool: the plan, and the purchased seats."""
+        account = unit.account
+        for (hub, tier), pool in sorted(self._pools(unit).items()):
+            price = self.prices.price(hub, tier)
+            months = account.term_months
+            if price.plan_month_minor:
+                unit.charges.append(
+                    self._charge(
+                        unit,
+                        ChargeKind.PLAN,
+                        hub,
+                        tier,
+                        0,
+                        price.plan_month_minor * months,
+                        price.plan_month_minor * months,
+                        unit_time,
+                        f"{tier_name(hub, tier)} plan, {months} month(s)",
+                    )
+                )
+            if pool.purchased and price.seat_month_minor:
+                unit_price = price.seat_month_minor * months
+                unit.charges.append(
+                    self._charge(
+                        unit,
+                        ChargeKind.SEATS,
+                        hub,
+                        tier,
+                        pool.purchased,
+                        unit_price,
+                        unit_price * pool.purchased,
+                        unit_time,
+                        f"{pool.purchased} x {tier_name(hub, tier)} seat, {months} month(s)",
+                    )
+                )
+
+    def _charge(
+        self,
+        unit: Unit,
+        kind: ChargeKind,
+        hub: Hub,
+        tier: Tier,
+        quantity: int,
+        unit_price: int,
+        amount: int,
+        charge_time: datetime,
+        description: str,
+    ) -> Charge:
+        return Charge(
+            new_id("chg"),
+            kind,
+            hub,
+            tier,
+            quantity,
+            unit_price,
+            amount,
+            unit.account.currency_code,
+            unit.account.term_start,
+            unit.account.renewal_time,
+            charge_time,
+            description,
+        )
+
+    def _prorated(self, unit: Unit, kind: ChargeKind, hub: Hub, tier: Tier, quantity: int, month_price: int) -> Charge:
+        """A charge for the rest of the term, rounded half-even to the minor unit (S3)."""
+        account = unit.account
+        unit_price = month_price * account.term_months
+        amount = prorate(unit_price * max(quantity, 1), unit.now, account.term_start, account.renewal_time)
+        left = account.renewal_time - unit.now
+        what = (
+            f"{quantity} x {tier_name(hub, tier)} seat"
+            if kind is ChargeKind.PRORATED_SEATS
+            else f"{tier_name(hub, tier)} plan"
+        )
+        return self._charge(
+            unit,
+            kind,
+            hub,
+            tier,
+            quantity,
+            unit_price,
+            amount,
+            unit.now,
+            f"{what}, prorated for {left.days} day(s) left of the term",
+        )
+
+    def renew_due(self, limit: int = 100) -> int:
+        """The periodic sweep: applies the renewals of accounts nobody touched. Returns how
+        many accounts it renewed."""
+        due = self.store.read(lambda: self.store.due_accounts(self.clock.now(), limit))
+        renewed = 0
+        for account_id in due:
+
+            def run(account_id: str = account_id) -> None:
+                account = self.store.get_account(account_id, lock=True)
+                if account is None or account.renewal_time > self.clock.now():
+                    return
+                unit = Unit(account, Call(), self.clock.now(), None)
+                self._renew_if_due(unit)
+                self._finish(unit)
+
+            self.store.write(run)
+            renewed += 1
+        return renewed
+
+    # ---- accounts -----------------------------------------------------------------------
+
+    def create_account(self, call: Call, spec: NewAccount) -> tuple[AccountView, list[Charge]]:
+        if call.actor is not None:
+            raise SeatError(
+                Kind.PERMISSION_DENIED,
+                "SYSTEM_CALL_ONLY",
+                "accounts are created by trusted system calls, without an acting user",
+            )
+        display_name = _text("display_name", spec.display_name, required=True)
+        email = _email("owner_email", spec.owner_email)
+        owner_name = _text("owner_display_name", spec.owner_display_name) or email
+        if spec.term_months not in (1, 12):
+            raise invalid("term_months", "must be 1 or 12")
+        seen: set[Hub] = set()
+        for i, (hub, tier, purchased) in enumerate(spec.subscriptions):
+            if purchased < 0:
+                raise invalid(f"subscriptions[{i}].purchased_seats", "must not be negative")
+            if hub in seen:
+                raise invalid(f"subscriptions[{i}].hub", "each hub may appear once")
+            seen.add(hub)
+            if purchased and not self.prices.price(hub, tier).purchasable:
+                raise precondition(
+                    "TIER_NOT_PURCHASABLE",
+                    f"{hub.name}/{tier.name}",
+                    f"{tier_name(hub, tier)} seats cannot be bought",
+                    hub=hub.name,
+                    tier=tier.name,
+                )
+        now = self.clock.now()
+        term_start = spec.term_start or now
+        if term_start > now + FUTURE_TOLERANCE:
+            raise invalid("term_start", "must not lie in the future")
+
+        def run() -> tuple[AccountView, list[Charge]]:
+            account_id, owner_id = new_id("acc"), new_id("usr")
+            renewal = add_months(term_start, spec.term_months)
+            account = Account(
+                account_id,
+                display_name,
+                owner_id,
+                self.prices.currency_code,
+                spec.term_months,
+                term_start,
+                term_start,
+                renewal,
+                0,
+                now,
+            )
+            self.store.insert_account(account)
+            owner = User(owner_id, account_id, email, owner_name, Permissions(True, True, True), 1, now, now)
+            self.store.insert_user(owner, email.casefold())
+            unit = Unit(account, call, now, None, _pools={})
+            unit.event(EventType.ACCOUNT_CREATED)
+            unit.event(EventType.USER_CREATED, user_id=owner_id)
+            for hub, tier, purchased in spec.subscriptions:
+                pool = Pool(hub, tier, self.prices.price(hub, tier).included_seats, purchased, 0, 0, new=True)
+                self._pools(unit)[(hub, tier)] = pool
+                unit.event(EventType.POOL_OPENED, pool, PoolCounts(), quantity=purchased)
+            self._charge_term(unit, unit_time=now)
+            first_charges = list(unit.charges)
+            self._renew_if_due(unit)
+            self._finish(unit)
+            return AccountView(account, self._views(unit)), first_charges
+
+        return self.store.write(run)
+
+    def get_account(self, call: Call, account_id: str) -> AccountView:
+        account = self._read_account(call, account_id)
+        pools = self.store.read(lambda: self.store.load_pools(account_id))
+        return AccountView(account, [self._view(account, p) for _, p in sorted(pools.items())])
+
+    def seat_summary(self, call: Call, account_id: str) -> Summary:
+        view = self.get_account(call, account_id)
+        return Summary(view.account, view.pools)
+
+    # ---- seats: buy and remove (S3, S4, S5, S7, S8, S9) ----------------------------------
+
+    def _buy(self, unit: Unit, pool: Pool, quantity: int) -> Charge:
+        price = self.prices.price(pool.hub, pool.tier)
+        if not price.purchasable:
+            raise precondition(
+                "TIER_NOT_PURCHASABLE",
+                f"{pool.hub.name}/{pool.tier.name}",
+                f"{tier_name(pool.hub, pool.tier)} seats cannot be bought",
+                hub=pool.hub.name,
+                tier=pool.tier.name,
+            )
+        before = pool.counts()
+        pool.purchased += quantity
+        pool.dirty = True
+        charge = self._prorated(unit, ChargeKind.PRORATED_SEATS, pool.hub, pool.tier, quantity, price.seat_month_minor)
+        unit.charges.append(charge)
+        unit.event(EventType.SEATS_PURCHASED, pool, before, quantity=quantity)
+        return charge
+
+    def purchase_seats(
+        self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int, validate_only: bool = False
+    ) -> tuple[PoolView, Charge]:
+        _positive("quantity", quantity)
+
+        def work(unit: Unit) -> tuple[PoolView, Charge]:
+            pool = self._pool(unit, hub, tier)
+            charge = self._buy(unit, pool, quantity)
+            return self._view(unit.account, pool), charge
+
+        return self._write(
+            call, account_id, work, need=Permission.EDIT_BILLING, what="buy seats", dry_run=validate_only
+        )
+
+    def schedule_removal(self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int) -> PoolView:
+        _positive("quantity", quantity)
+
+        def work(unit: Unit) -> PoolView:
+            pool = self._pool(unit, hub, tier)
+            if quantity > pool.removable:
+                raise precondition(
+                    "SEATS_ASSIGNED",
+                    f"{hub.name}/{tier.name}",
+                    f"only {pool.removable} unassigned purchased seat(s) can be removed; assigned seats "
+                    "cannot be removed (unassign them first)",
+                    removable=str(pool.removable),
+                    requested=str(quantity),
+                )
+            before = pool.counts()
+            pool.pending_removal += quantity
+            pool.dirty = True
+            unit.event(EventType.SEAT_REMOVAL_SCHEDULED, pool, before, quantity=quantity)
+            return self._view(unit.account, pool)
+
+        return self._write(call, account_id, work, need=Permission.EDIT_BILLING, what="remove seats")
+
+    def cancel_removal(self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int) -> PoolView:
+        _positive("quantity", quantity)
+
+        def work(unit: Unit) -> PoolView:
+            pool = self._pool(unit, hub, tier)
+            if quantity > pool.pending_removal:
+                raise precondition(
+                    "NOT_PENDING_REMOVAL",
+                    f"{hub.name}/{tier.name}",
+                    f"only {pool.pending_removal} seat(s) are pending removal",
+                    pending_removal=str(pool.pending_removal),
+                )
+            before = pool.counts()
+            pool.pending_removal -= quantity
+            pool.dirty = True
+            unit.event(EventType.SEAT_REMOVAL_CANCELLED, pool, before, quantity=quantity)
+            return self._view(unit.account, pool)
+
+        return self._write(call, account_id, work, need=Permission.EDIT_BILLING, what="cancel a seat removal")
+
+    # ---- seats: assign and unassign (S11, S12, S13, S14, S17, S18) ---------------------
+
+    def _take_seat(
+        self, unit: Unit, pool: Pool, purchase_if_needed: bool, subject: str
+    ) -> tuple[Charge | None, PoolCounts]:
+        """Takes one seat of a pool for a grant (S13): a free seat first; else a seat pending
+        removal, which cancels that removal (S11); else, if asked and allowed, a new one (S14)."""
+        charge = None
+        if pool.available <= 0 and pool.pending_removal <= 0:
+            if not purchase_if_needed:
+                raise precondition(
+                    "NO_SEAT_AVAILABLE",
+                    subject,
+                    f"every {tier_name(pool.hub, pool.tier)} seat is taken ({pool.assigned} of {pool.capacity}); "
+                    "buy a seat or pass purchase_if_needed",
+                    hub=pool.hub.name,
+                    tier=pool.tier.name,
+                    capacity=str(pool.capacity),
+                )
+            self._require(unit.actor, Permission.EDIT_BILLING, "buy a seat with the grant")
+            charge = self._buy(unit, pool, 1)
+        before = pool.counts()
+        if pool.available <= 0:
+            pool.pending_removal -= 1
+        pool.assigned += 1
+        pool.dirty = True
+        return charge, before
+
+    def _assign(
+        self,
+        unit: Unit,
+        user_id: str,
+        hub: Hub,
+        tier: Tier,
+        current: Assignment | None,
+        purchase_if_needed: bool,
+        subject: str,
+    ) -> AssignResult:
+        account = unit.account
+        pool = self._pool(unit, hub, tier)
+        if current is not None and current.tier == tier:
+            return AssignResult(current, self._view(account, pool), False, None, None)
+        if current is not None:
+            self._release(unit, current)
+        charge, before = self._take_seat(unit, pool, purchase_if_needed, subject)
+        assignment = Assignment(user_id, hub, tier, unit.now)
+        if current is None:
+            self.store.insert_assignment(account.account_id, assignment)
+        else:
+            self.store.move_assignment(account.account_id, assignment)
+        unit.event(
+            EventType.SEAT_ASSIGNED, pool, before, user_id=user_id, previous_tier=int(current.tier) if current else 0
+        )
+        return AssignResult(assignment, self._view(account, pool), True, current.tier if current else None, charge)
+
+    def _release(self, unit: Unit, current: Assignment) -> Pool:
+        """Gives a seat back to its pool: it stays there, billed until renewal (S18)."""
+        pool = self._pool(unit, current.hub, current.tier)
+        before = pool.counts()
+        pool.assigned -= 1
+        pool.dirty = True
+        unit.event(EventType.SEAT_UNASSIGNED, pool, before, user_id=current.user_id)
+        return pool
+
+    def _target_user(self, unit: Unit, user_id: str) -> None:
+        if not user_id:
+            raise invalid("user_id", "is required")
+        if self.store.get_user(unit.account.account_id, user_id) is None:
+            raise user_not_found(user_id)
+
+    def assign_seat(
+        self, call: Call, account_id: str, user_id: str, hub: Hub, tier: Tier, purchase_if_needed: bool = False
+    ) -> AssignResult:
+        def work(unit: Unit) -> AssignResult:
+            self._target_user(unit, user_id)
+            current = self.store.get_assignments(account_id, user_id).get(hub)
+            return self._assign(unit, user_id, hub, tier, current, purchase_if_needed, user_id)
+
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="assign seats")
+
+    def unassign_seat(self, call: Call, account_id: str, user_id: str, hub: Hub) -> PoolView:
+        def work(unit: Unit) -> PoolView:
+            self._target_user(unit, user_id)
+            current = self.store.get_assignments(account_id, user_id).get(hub)
+            if current is None:
+                raise precondition(
+                    "SEAT_NOT_ASSIGNED",
+                    user_id,
+                    f"the user holds no {hub.name.title()} seat",
+                    hub=hub.name,
+                    user_id=user_id,
+                )
+            pool = self._release(unit, current)
+            self.store.delete_assignment(account_id, user_id, hub)
+            return self._view(unit.account, pool)
+
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="unassign seats")
+
+    def batch_update(
+        self, call: Call, account_id: str, changes: list[tuple[str, Hub, Tier | None]], validate_only: bool = False
+    ) -> BatchResult:
+        """Saves a batch all or nothing (S17), judged on its final state: every seat the
+        batch frees is back in its pool before any seat is taken."""
+        if len(changes) > MAX_BATCH:
+            raise invalid("changes", f"at most {MAX_BATCH} changes per batch")
+        seen: set[tuple[str, Hub]] = set()
+        for i, (user_id, hub, _tier) in enumerate(changes):
+            if not user_id:
+                raise invalid(f"changes[{i}].user_id", "is required")
+            if (user_id, hub) in seen:
+                raise invalid(f"changes[{i}]", "a user and hub may appear once per batch")
+            seen.add((user_id, hub))
+
+        def work(unit: Unit) -> BatchResult:
+            user_ids = sorted({c[0] for c in changes})
+            known = self.store.existing_users(account_id, user_ids)
+            for i, (user_id, _hub, _tier) in enumerate(changes):
+                if user_id not in known:
+                    err = user_not_found(user_id)
+                    err.metadata["change"] = str(i)
+                    raise err
+            current = self.store.assignments_for(account_id, user_ids)
+            for _user_id, hub, tier in changes:  # NOT_SUBSCRIBED before anything moves
+                if tier is not None:
+                    self._pool(unit, hub, tier)
+            # Phase 1: free every seat the batch gives up (unassigns, and the old seat of a move).
+            for user_id, hub, tier in changes:
+                held = current.get((user_id, hub))
+                if held is not None and held.tier != tier:
+                    self._release(unit, held)
+                    if tier is None:
+                        self.store.delete_assignment(account_id, user_id, hub)
+            # Phase 2: take the seats the batch gives.
+            results = []
+            for i, (user_id, hub, tier) in enumerate(changes):
+                held = current.get((user_id, hub))
+                previous = held.tier if held else None
+                if tier is None:
+                    outcome = ChangeOutcome.UNASSIGNED if held else ChangeOutcome.UNCHANGED
+                elif held is not None and held.tier == tier:
+                    outcome = ChangeOutcome.UNCHANGED
+                else:
+                    pool = self._pool(unit, hub, tier)
+                    _, before = self._take_seat(unit, pool, False, f"changes[{i}]")
+                    assignment = Assignment(user_id, hub, tier, unit.now)
+                    if held is None:
+                        self.store.insert_assignment(account_id, assignment)
+                    else:
+                        self.store.move_assignment(account_id, assignment)
+                    unit.event(
+                        EventType.SEAT_ASSIGNED,
+                        pool,
+                        before,
+                        user_id=user_id,
+                        previous_tier=int(previous) if previous else 0,
+                    )
+                    outcome = ChangeOutcome.MOVED if held else ChangeOutcome.ASSIGNED
+                results.append(ChangeResult(user_id, hub, tier, previous, outcome))
+            return BatchResult(results, self._views(unit))
+
+        return self._write(
+            call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="assign seats", dry_run=validate_only
+        )
+
+    def list_assignments(
+        self, call: Call, account_id: str, hub: Hub | None, tier: Tier | None, size: int, token: str
+    ) -> Page[Assignment]:
+        limit = paging.page_size(size)
+        filters = ["assignments", account_id, hub, tier]
+        key = paging.decode_token(token, filters)
+        after = (str(key[0]), int(key[1])) if key else None
+        self._read_account(call, account_id)
+        rows = self.store.read(lambda: self.store.list_assignments(account_id, after, limit + 1, hub, tier))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_token = paging.encode_token([rows[-1].user_id, int(rows[-1].hub)], filters) if more else None
+        return Page(rows, next_token)
+
+    # ---- upgrade (S6) -------------------------------------------------------------------
+
+    def upgrade(
+        self,
+        call: Call,
+        account_id: str,
+        hub: Hub,
+        tier: Tier,
+        purchased: int,
+        assign_user_ids: list[str],
+        validate_only: bool = False,
+    ) -> UpgradeResult:
+        if purchased < 0:
+            raise invalid("purchased_seats", "must not be negative")
+        if len(set(assign_user_ids)) != len(assign_user_ids):
+            raise invalid("assign_user_ids", "a user may appear once")
+        if tier is Tier.FREE:
+            raise precondition("NOT_AN_UPGRADE", f"{hub.name}/{tier.name}", "nothing upgrades to free tools")
+
+        def work(unit: Unit) -> UpgradeResult:
+            if assign_user_ids:
+                self._require(unit.actor, Permission.ACCOUNT_ACCESS, "assign seats")
+            pools = self._pools(unit)
+            held_tiers = [t for (h, t) in pools if h is hub]
+            if held_tiers and max(held_tiers) >= tier:
+                raise precondition(
+                    "NOT_AN_UPGRADE",
+                    f"{hub.name}/{tier.name}",
+                    f"the {hub.name.title()} hub already has tier {max(held_tiers).name}",
+                    current_tier=max(held_tiers).name,
+                )
+            if assign_user_ids:
+                known = self.store.existing_users(account_id, assign_user_ids)
+                for user_id in assign_user_ids:
+                    if user_id not in known:
+                        raise user_not_found(user_id)
+            current = self.store.assignments_for(account_id, assign_user_ids)
+            free = pools.get((hub, Tier.FREE))
+            if free is not None:  # S6: the free seats go at the moment of the upgrade
+                for holder in self.store.holders(account_id, hub, Tier.FREE):
+                    self._release(unit, Assignment(holder, hub, Tier.FREE, unit.now))
+                    self.store.delete_assignment(account_id, holder, hub)
+                    current.pop((holder, hub), None)
+                before = free.counts()
+                unit.event(EventType.POOL_CLOSED, free, before, quantity=free.included)
+                del pools[(hub, Tier.FREE)]
+                unit.closed.append((hub, Tier.FREE))
+            price = self.prices.price(hub, tier)
+            pool = Pool(hub, tier, price.included_seats, purchased, 0, 0, new=True)
+            pools[(hub, tier)] = pool
+            unit.event(EventType.POOL_OPENED, pool, PoolCounts(), quantity=purchased)
+            charges = [self._prorated(unit, ChargeKind.PRORATED_PLAN, hub, tier, 0, price.plan_month_minor)]
+            if purchased:
+                charges.append(
+                    self._prorated(unit, ChargeKind.PRORATED_SEATS, hub, tier, purchased, price.seat_month_minor)
+                )
+            unit.charges.extend(charges)
+            for user_id in assign_user_ids:
+                self._assign(unit, user_id, hub, tier, current.get((user_id, hub)), False, user_id)
+            return UpgradeResult(AccountView(unit.account, self._views(unit)), charges, self._view(unit.account, pool))
+
+        return self._write(
+            call, account_id, work, need=Permission.EDIT_BILLING, what="upgrade a subscription", dry_run=validate_only
+        )
+
+    # ---- invoice ------------------------------------------------------------------------
+
+    def preview_invoice(self, call: Call, account_id: str) -> InvoicePreview:
+        account = self._read_account(call, account_id)
+        pools, charges = self.store.read(
+            lambda: (self.store.load_pools(account_id), self.store.charges_since(account_id, account.term_start))
+        )
+        lines = []
+        months = account.term_months
+        for (hub, tier), pool in sorted(pools.items()):
+            price = self.prices.price(hub, tier)
+            if price.plan_month_minor:
+                plan = price.plan_month_minor * months
+                lines.append(
+                    InvoiceLine(
+                        ChargeKind.PLAN, hub, tier, 0, plan, plan, f"{tier_name(hub, tier)} plan, {months} month(s)"
+                    )
+                )
+            staying = pool.purchased - pool.pending_removal  # S9: removals bill from renewal on
+            if staying and price.seat_month_minor:
+                unit_price = price.seat_month_minor * months
+                lines.append(
+                    InvoiceLine(
+                        ChargeKind.SEATS,
+                        hub,
+                        tier,
+                        staying,
+                        unit_price,
+                        unit_price * staying,
+                        f"{staying} x {tier_name(hub, tier)} seat, {months} month(s)",
+                    )
+                )
+        return InvoicePreview(
+            account.term_start,
+            account.renewal_time,
+            account.currency_code,
+            charges,
+            sum(c.amount_minor for c in charges),
+            lines,
+            sum(x.amount_minor for x in lines),
+        )
+
+    # ---- events (I4) --------------------------------------------------------------------
+
+    def list_events(self, call: Call, account_id: str, after_sequence: int, size: int, token: str) -> Page[Event]:
+        if after_sequence < 0:
+            raise invalid("after_sequence", "must not be negative")
+        limit = paging.page_size(size)
+        filters = ["events", account_id, after_sequence]
+        key = paging.decode_token(token, filters)
+        after = int(key) if key is not None else after_sequence
+        self._read_account(call, account_id)
+        rows = self.store.read(lambda: self.store.list_events(account_id, after, limit + 1))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, paging.encode_token(rows[-1].sequence, filters) if more else None)
+
+    def events_after(self, account_id: str, after_sequence: int, limit: int) -> list[Event]:
+        """For a watch that already passed the access check."""
+        return self.store.read(lambda: self.store.list_events(account_id, after_sequence, limit))
+
+    def check_watch(self, call: Call, account_id: str, after_sequence: int) -> None:
+        if after_sequence < 0:
+            raise invalid("after_sequence", "must not be negative")
+        self._read_account(call, account_id)
+
+    # ---- users (S10, S12, S15, S16, S19) ------------------------------------------------
+
+    def _check_grants(self, actor: User | None, perms: Permissions) -> None:
+        """Nobody grants a permission they lack; super admin only by a super admin."""
+        if actor is None:
+            return
+        if perms.super_admin and not actor.permissions.super_admin:
+            raise permission_missing("super_admin", "grant super admin")
+        if perms.edit_billing and not actor.permissions.has(Permission.EDIT_BILLING):
+            raise permission_missing("edit_billing", "grant edit billing")
+
+    def create_user(
+        self,
+        call: Call,
+        account_id: str,
+        email: str,
+        display_name: str,
+        perms: Permissions,
+        seats: list[SeatRef],
+        purchase_if_needed: bool = False,
+    ) -> tuple[User, list[Charge]]:
+        email = _email("email", email)
+        display_name = _text("display_name", display_name) or email
+        hubs = [s.hub for s in seats]
+        if len(set(hubs)) != len(hubs):
+            raise invalid("seats", "at most one seat per hub (I3)")
+
+        def work(unit: Unit) -> tuple[User, list[Charge]]:
+            self._check_grants(unit.actor, perms)
+            key = email.casefold()
+            if self.store.email_owner(account_id, key) is not None:
+                raise SeatError(
+                    Kind.ALREADY_EXISTS,
+                    "EMAIL_TAKEN",
+                    f"a user with email {email!r} already exists in this account",
+                    {"email": email},
+                )
+            user = User(new_id("usr"), account_id, email, display_name, perms, 1, unit.now, unit.now)
+            self.store.insert_user(user, key)
+            unit.event(EventType.USER_CREATED, user_id=user.user_id)
+            charges = []
+            for i, seat in enumerate(seats):  # S15: seats only when asked for
+                result = self._assign(unit, user.user_id, seat.hub, seat.tier, None, purchase_if_needed, f"seats[{i}]")
+                if result.charge:
+                    charges.append(result.charge)
+            return replace(user, seats=tuple(sorted(seats, key=lambda s: s.hub))), charges
+
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="create users")
+
+    def get_user(self, call: Call, account_id: str, user_id: str) -> User:
+        if not user_id:
+            raise invalid("user_id", "is required")
+        self._read_account(call, account_id)
+        user = self.store.read(lambda: self.store.get_user(account_id, user_id, with_seats=True))
+        if user is None:
+            raise user_not_found(user_id)
+        return user
+
+    def list_users(self, call: Call, account_id: str, hub: Hub | None, size: int, token: str) -> Page[User]:
+        limit = paging.page_size(size)
+        filters = ["users", account_id, hub]
+        key = paging.decode_token(token, filters)
+        self._read_account(call, account_id)
+        rows = self.store.read(lambda: self.store.list_users(account_id, str(key) if key else None, limit + 1, hub))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, paging.encode_token(rows[-1].user_id, filters) if more else None)
+
+    def update_user(self, call: Call, account_id: str, user_id: str, changes: UserChanges, etag: str) -> User:
+        if not user_id:
+            raise invalid("user.user_id", "is required")
+        new_email = _email("user.email", changes.email) if changes.email is not None else None
+        new_name = (
+            _text("user.display_name", changes.display_name, required=True)
+            if changes.display_name is not None
+            else None
+        )
+
+        def work(unit: Unit) -> User:
+            user = self.store.get_user(account_id, user_id, with_seats=True)
+            if user is None:
+                raise user_not_found(user_id)
+            _check_etag(user, etag)
+            old = user.permissions
+            perms = Permissions(
+                old.super_admin if changes.super_admin is None else changes.super_admin,
+                old.edit_billing if changes.edit_billing is None else changes.edit_billing,
+                old.account_access if changes.account_access is None else changes.account_access,
+            )
+            if perms != old:
+                gained = Permissions(
+                    perms.super_admin and not old.super_admin, perms.edit_billing and not old.edit_billing, False
+                )
+                self._check_grants(unit.actor, gained)
+                if old.super_admin and not perms.super_admin:
+                    if unit.actor is not None and not unit.actor.permissions.super_admin:
+                        raise permission_missing("super_admin", "take super admin away")
+                    if user_id == unit.account.owner_user_id:
+                        raise precondition("OWNER_STAYS_SUPER_ADMIN", user_id, "the account owner stays a super admin")
+            email = new_email if new_email is not None else user.email
+            if email.casefold() != user.email.casefold():
+                owner = self.store.email_owner(account_id, email.casefold())
+                if owner is not None and owner != user_id:
+                    raise SeatError(
+                        Kind.ALREADY_EXISTS,
+                        "EMAIL_TAKEN",
+                        f"a user with email {email!r} already exists in this account",
+                        {"email": email},
+                    )
+            updated = replace(
+                user,
+                email=email,
+                display_name=new_name or user.display_name,
+                permissions=perms,
+                version=user.version + 1,
+                update_time=unit.now,
+            )
+            if updated == replace(user, version=updated.version, update_time=updated.update_time):
+                return user  # nothing changed: no new version, no event
+            if not self.store.update_user(updated, email.casefold(), user.version):
+                raise _etag_mismatch(user_id)
+            unit.event(EventType.USER_UPDATED, user_id=user_id)
+            return updated
+
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="change users")
+
+    def delete_user(self, call: Call, account_id: str, user_id: str, etag: str) -> None:
+        if not user_id:
+            raise invalid("user_id", "is required")
+
+        def work(unit: Unit) -> None:
+            user = self.store.get_user(account_id, user_id, with_seats=True)
+            if user is None:
+                raise user_not_found(user_id)
+            _check_etag(user, etag)
+            if user_id == unit.account.owner_user_id:
+                raise precondition("OWNER_NOT_DELETABLE", user_id, "the account owner cannot be deleted")
+            if user.seats:  # S10
+                hubs = ",".join(s.hub.name for s in user.seats)
+                raise precondition(
+                    "USER_HOLDS_SEATS",
+                    user_id,
+                    f"the user holds {len(user.seats)} seat(s) ({hubs}); unassign them first",
+                    hubs=hubs,
+                )
+            self.store.delete_user(account_id, user_id)
+            unit.event(EventType.USER_DELETED, user_id=user_id)
+
+        self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="delete users")
+
+
+# ---- input checks -------------------------------------------------------------------------
+
+
+def _text(field_name: str, value: str, *, required: bool = False) -> str:
+    value = value.strip()
+    if required and not value:
+        raise invalid(field_name, "is required")
+    if len(value) > MAX_TEXT:
+        raise invalid(field_name, f"at most {MAX_TEXT} characters")
+    return value
+
+
+def _email(field_name: str, value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise invalid(field_name, "is required")
+    if len(value) > MAX_EMAIL or not EMAIL_RE.match(value):
+        raise invalid(field_name, "is not an email address")
+    return value
+
+
+def _positive(field_name: str, value: int) -> None:
+    if value <= 0:
+        raise invalid(field_name, "must be at least 1")
+
+
+def _etag_mismatch(user_id: str) -> SeatError:
+    return SeatError(
+        Kind.ABORTED,
+        "ETAG_MISMATCH",
+        "the user changed since it was read; read it again and retry",
+        {"user_id": user_id},
+    )
+
+
+def _check_etag(user: User, etag: str) -> None:
+    if etag and etag != user.etag:
+        raise _etag_mismatch(user.user_id)

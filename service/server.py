@@ -1,0 +1,205 @@
+"""The server: create_server() builds everything; main() only parses flags and calls it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from seats.v1 import seat_service_pb2, seat_service_pb2_grpc, user_service_pb2, user_service_pb2_grpc
+
+from .clock import Clock, SystemClock
+from .config import Config
+from .domain.prices import PriceBook
+from .domain.seats import SeatDomain
+from .events import EventHub
+from .servicers.common import Replay
+from .servicers.seat_service import SeatServicer
+from .servicers.user_service import UserServicer
+from .store import Store, open_store
+
+log = logging.getLogger("seats.server")
+
+SERVICE_NAMES = (
+    seat_service_pb2.DESCRIPTOR.services_by_name["SeatService"].full_name,
+    user_service_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+)
+
+
+class Sweeper:
+    """Applies due renewals (S5, S9) of accounts nobody touched, and forgets expired
+    request records, every interval."""
+
+    def __init__(self, domain: SeatDomain, store: Store, clock: Clock, interval: float, ttl: timedelta) -> None:
+        self.domain, self.store, self.clock = domain, store, clock
+        self.interval, self.ttl = interval, ttl
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="seats-sweeper", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def sweep_once(self) -> int:
+        renewed = 0
+        while True:
+            n = self.domain.renew_due(limit=100)
+            renewed += n
+            if n < 100:
+                break
+        purged = self.store.write(lambda: self.store.purge_requests(self.clock.now() - self.ttl))
+        if renewed or purged:
+            log.info("sweep", extra={"renewed_accounts": renewed, "purged_request_records": purged})
+        return renewed
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep_once()
+            except Exception:
+                log.exception("sweep failed")
+
+
+class SeatServer:
+    """A configured grpc.Server with health, reflection and the renewal sweeper. stop()
+    turns health NOT_SERVING first, then stops with a grace period."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        health_servicer: health.HealthServicer,
+        sweeper: Sweeper,
+        hub: EventHub,
+        domain: SeatDomain,
+    ) -> None:
+        self.grpc_server = server
+        self.health = health_servicer
+        self.sweeper = sweeper
+        self.hub = hub
+        self.domain = domain
+
+    def start(self) -> None:
+        self.grpc_server.start()
+        self.sweeper.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float | None) -> threading.Event:
+        self.health.enter_graceful_shutdown()
+        self.sweeper.stop()
+        done = self.grpc_server.stop(grace)
+        self.hub.close()
+        return done
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return bool(self.grpc_server.wait_for_termination(timeout))
+
+
+def create_server(config: Config, store: Store | None = None, clock: Clock | None = None) -> tuple[SeatServer, int]:
+    """Builds the server on config.address (port 0 picks a free port); returns it, not yet
+    started, and the bound port."""
+    store = store or open_store(config.database_url)
+    clock = clock or SystemClock()
+    prices = PriceBook.load(config.price_book) if config.price_book else PriceBook.default()
+    domain = SeatDomain(store, prices, clock)
+    hub = EventHub()
+    store.add_commit_listener(hub.publish)
+    replay = Replay(store, clock, timedelta(hours=config.request_id_ttl_hours))
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="seats-rpc"),
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        options=[
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ],
+    )
+    seat_service_pb2_grpc.add_SeatServiceServicer_to_server(
+        SeatServicer(domain, replay, hub, config.watch_poll_seconds), server
+    )
+    user_service_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(domain, replay), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(config.address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {config.address}")
+    sweeper = Sweeper(domain, store, clock, config.sweep_interval_seconds, timedelta(hours=config.request_id_ttl_hours))
+    return SeatServer(server, health_servicer, sweeper, hub, domain), port
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any extra fields."""
+
+    SKIP = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self.SKIP})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    command, config = Config.parse(argv)
+    setup_logging(config.log_level)
+    store = open_store(config.database_url)
+    applied = store.migrate()
+    log.info("schema ready", extra={"applied": applied, "version": store.schema_version()})
+    if command == "migrate":
+        return 0
+    server, port = create_server(config, store)
+    server.start()
+    log.info("serving", extra={"address": config.address, "port": port, "database": config.database_url.split("@")[-1]})
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_seconds": config.grace_seconds})
+        server.stop(config.grace_seconds)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not server.wait_for_termination(timeout=1.0):
+        pass
+    started = time.monotonic()
+    store.close()
+    log.info("stopped", extra={"after_seconds": round(time.monotonic() - started, 3)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

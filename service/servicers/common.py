@@ -1,0 +1,302 @@
+"""What every servicer shares: the acting user, enum parsing, error mapping, request-id
+replay (I5) and converters between domain values and seats.v1 messages."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import grpc
+import peewee as pw
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+from google.type import money_pb2
+from seats.v1 import resources_pb2 as r
+
+from ..clock import Clock
+from ..domain.errors import Kind, SeatError, invalid, unavailable
+from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, Tier, User
+from ..domain.seats import AccountView
+from ..errors import internal_status, to_status
+from ..store import Store
+
+log = logging.getLogger("seats.rpc")
+M = TypeVar("M", bound=Message)
+ACTOR_HEADER = "x-seats-actor"
+MAX_REQUEST_ID = 128
+
+
+def call_of(context: grpc.ServicerContext, request_id: str = "") -> Call:
+    actor = None
+    for key, value in context.invocation_metadata():
+        if key == ACTOR_HEADER:
+            actor = value if isinstance(value, str) else value.decode()
+    if actor is not None and not actor.strip():
+        raise invalid(ACTOR_HEADER, "names no user")
+    if len(request_id) > MAX_REQUEST_ID:
+        raise invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
+    return Call(actor=actor, request_id=request_id)
+
+
+def abort(context: grpc.ServicerContext, error: SeatError) -> None:
+    if error.kind in (Kind.UNAVAILABLE,):
+        log.warning("refused: %s", error)
+    context.abort_with_status(to_status(error))
+
+
+def _map_store_error(exc: Exception) -> SeatError | None:
+    if isinstance(exc, pw.IntegrityError):
+        return SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "a concurrent change won; retry the call")
+    if isinstance(exc, pw.OperationalError | pw.InterfaceError):
+        return unavailable(f"the database is unavailable: {exc}")
+    return None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rpc(method: F) -> F:
+    """Turns domain refusals into statuses with details, and anything else into a logged
+    INTERNAL: bad input never leaves as UNKNOWN."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except SeatError as error:
+            failure: SeatError | None = error
+        except Exception as exc:
+            failure = _map_store_error(exc)
+            if failure is None:
+                log.exception("internal error in %s", method.__name__)
+                context.abort_with_status(internal_status())
+        abort(context, failure)  # type: ignore[arg-type]
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stream_rpc(method: F) -> F:
+    """rpc() for server-streaming handlers (generators)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+            return
+        except SeatError as error:
+            failure: SeatError | None = error
+        except Exception as exc:
+            failure = _map_store_error(exc)
+            if failure is None:
+                log.exception("internal error in %s", method.__name__)
+                context.abort_with_status(internal_status())
+        abort(context, failure)  # type: ignore[arg-type]
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---- enums ----------------------------------------------------------------------------------
+
+
+def hub_of(value: int, field: str, *, optional: bool = False) -> Hub | None:
+    if value == 0 and optional:
+        return None
+    if value == 0:
+        raise invalid(field, "is required (HUB_SALES or HUB_SERVICE)")
+    try:
+        return Hub(value)
+    except ValueError:
+        raise invalid(field, f"unknown hub {value}") from None
+
+
+def tier_of(value: int, field: str, *, optional: bool = False) -> Tier | None:
+    if value == 0 and optional:
+        return None
+    if value == 0:
+        raise invalid(field, "is required (TIER_FREE, TIER_STARTER, TIER_PROFESSIONAL or TIER_ENTERPRISE)")
+    try:
+        return Tier(value)
+    except ValueError:
+        raise invalid(field, f"unknown tier {value}") from None
+
+
+def req_hub(value: int, field: str = "hub") -> Hub:
+    hub = hub_of(value, field)
+    assert hub is not None
+    return hub
+
+
+def req_tier(value: int, field: str = "tier") -> Tier:
+    tier = tier_of(value, field)
+    assert tier is not None
+    return tier
+
+
+# ---- request ids (I5) -------------------------------------------------------------------
+
+
+class Replay:
+    """Runs a mutating call once per request id: a retry with the same id and payload gets
+    the first response back, from the same transaction that made the effect; the same id
+    with another payload is refused (REQUEST_ID_REUSED)."""
+
+    def __init__(self, store: Store, clock: Clock, window: timedelta) -> None:
+        self.store = store
+        self.clock = clock
+        self.window = window
+
+    def run(
+        self, call: Call, scope: str, method: str, request: Message, response_type: type[M], compute: Callable[[], M]
+    ) -> M:
+        if not call.request_id:
+            return compute()
+        payload = type(request)()
+        payload.CopyFrom(request)
+        payload.ClearField("request_id")  # type: ignore[arg-type]
+        digest = hashlib.sha256()
+        for part in (method.encode(), (call.actor or "").encode(), payload.SerializeToString(deterministic=True)):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        fingerprint = digest.hexdigest()
+
+        def once() -> M:
+            now = self.clock.now()
+            found = self.store.find_request(scope, call.request_id, now - self.window)
+            if found is not None:
+                if found[0] != fingerprint:
+                    raise SeatError(
+                        Kind.INVALID_ARGUMENT,
+                        "REQUEST_ID_REUSED",
+                        "this request_id was used for another request; use a new id for a new request",
+                        {"request_id": call.request_id},
+                        fields=[("request_id", "used for another request")],
+                    )
+                return response_type.FromString(found[1])
+            response = compute()
+            self.store.save_request(
+                scope, call.request_id, fingerprint, response.SerializeToString(), now, now - self.window
+            )
+            return response
+
+        return self.store.write(once)
+
+
+# ---- converters ---------------------------------------------------------------------------
+
+
+def ts(t: datetime) -> timestamp_pb2.Timestamp:
+    micros = int(t.timestamp()) * 1_000_000 + t.microsecond
+    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
+
+
+def from_ts(t: timestamp_pb2.Timestamp) -> datetime:
+    return t.ToDatetime(tzinfo=UTC)
+
+
+def money(minor: int, currency: str, minor_per_unit: int = 100) -> money_pb2.Money:
+    units, rest = divmod(minor, minor_per_unit)
+    return money_pb2.Money(currency_code=currency, units=units, nanos=rest * (1_000_000_000 // minor_per_unit))
+
+
+def pool_pb(p: PoolView, minor_per_unit: int = 100) -> r.SeatPool:
+    msg = r.SeatPool(
+        hub=int(p.hub),
+        tier=int(p.tier),
+        included=p.included,
+        purchased=p.purchased,  # type: ignore[arg-type]
+        assigned=p.assigned,
+        available=p.available,
+        pending_removal=p.pending_removal,
+        unit_price=money(p.unit_price_minor, p.currency_code, minor_per_unit),
+    )
+    if p.removal_effective_time is not None:
+        msg.removal_effective_time.CopyFrom(ts(p.removal_effective_time))
+    return msg
+
+
+def account_pb(view: AccountView) -> r.Account:
+    a = view.account
+    return r.Account(
+        account_id=a.account_id,
+        display_name=a.display_name,
+        owner_user_id=a.owner_user_id,
+        term_start=ts(a.term_start),
+        renewal_time=ts(a.renewal_time),
+        term_months=a.term_months,
+        subscriptions=[
+            r.Subscription(
+                hub=int(p.hub),
+                tier=int(p.tier),
+                purchased_seats=p.purchased,  # type: ignore[arg-type]
+                included_seats=p.included,
+            )
+            for p in view.pools
+        ],
+        currency_code=a.currency_code,
+        create_time=ts(a.create_time),
+    )
+
+
+def charge_pb(c: Charge, minor_per_unit: int = 100) -> r.Charge:
+    return r.Charge(
+        charge_id=c.charge_id,
+        kind=int(c.kind),
+        hub=int(c.hub),
+        tier=int(c.tier),
+        quantity=c.quantity,  # type: ignore[arg-type]
+        unit_price=money(c.unit_price_minor, c.currency_code, minor_per_unit),
+        amount=money(c.amount_minor, c.currency_code, minor_per_unit),
+        period_start=ts(c.period_start),
+        period_end=ts(c.period_end),
+        charge_time=ts(c.charge_time),
+        description=c.description,
+    )
+
+
+def counts_pb(c: PoolCounts) -> r.PoolCounts:
+    return r.PoolCounts(
+        included=c.included, purchased=c.purchased, assigned=c.assigned, pending_removal=c.pending_removal
+    )
+
+
+def event_pb(e: Event) -> r.SeatEvent:
+    return r.SeatEvent(
+        sequence=e.sequence,
+        type=int(e.type),
+        actor=e.actor,
+        event_time=ts(e.time),
+        request_id=e.request_id,  # type: ignore[arg-type]
+        user_id=e.user_id,
+        hub=e.hub,
+        tier=e.tier,
+        previous_tier=e.previous_tier,
+        quantity=e.quantity,  # type: ignore[arg-type]
+        before=counts_pb(e.before),
+        after=counts_pb(e.after),
+    )
+
+
+def assignment_pb(a: Assignment) -> r.SeatAssignment:
+    return r.SeatAssignment(user_id=a.user_id, hub=int(a.hub), tier=int(a.tier), assign_time=ts(a.assign_time))  # type: ignore[arg-type]
+
+
+def user_pb(u: User) -> r.User:
+    p = u.permissions
+    return r.User(
+        user_id=u.user_id,
+        account_id=u.account_id,
+        email=u.email,
+        display_name=u.display_name,
+        permissions=r.Permissions(
+            super_admin=p.super_admin, edit_billing=p.edit_billing, account_access=p.account_access
+        ),
+        seats=[r.SeatRef(hub=int(s.hub), tier=int(s.tier)) for s in u.seats],  # type: ignore[arg-type]
+        etag=u.etag,
+        create_time=ts(u.create_time),
+        update_time=ts(u.update_time),
+    )

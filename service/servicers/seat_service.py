@@ -1,0 +1,299 @@
+"""seats.v1.SeatService: parse -> domain -> reply."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from seats.v1 import seat_service_pb2 as pb
+from seats.v1 import seat_service_pb2_grpc as pb_grpc
+
+from ..domain.errors import invalid
+from ..domain.seats import NewAccount, SeatDomain
+from ..events import EventHub
+from .common import (
+    Replay,
+    account_pb,
+    assignment_pb,
+    call_of,
+    charge_pb,
+    event_pb,
+    from_ts,
+    hub_of,
+    money,
+    pool_pb,
+    req_hub,
+    req_tier,
+    rpc,
+    stream_rpc,
+    tier_of,
+    ts,
+)
+
+WATCH_BATCH = 100
+
+
+class SeatServicer(pb_grpc.SeatServiceServicer):
+    def __init__(self, domain: SeatDomain, replay: Replay, hub: EventHub, watch_poll_seconds: float) -> None:
+        self.domain = domain
+        self.replay = replay
+        self.hub = hub
+        self.watch_poll_seconds = watch_poll_seconds
+        self.mpu = domain.prices.minor_per_unit
+
+    @rpc
+    def CreateAccount(
+        self, request: pb.CreateAccountRequest, context: grpc.ServicerContext
+    ) -> pb.CreateAccountResponse:
+        call = call_of(context, request.request_id)
+        subs = [
+            (req_hub(s.hub, f"subscriptions[{i}].hub"), req_tier(s.tier, f"subscriptions[{i}].tier"), s.purchased_seats)
+            for i, s in enumerate(request.subscriptions)
+        ]
+        spec = NewAccount(
+            request.display_name,
+            request.owner_email,
+            request.owner_display_name,
+            subs,
+            request.term_months,
+            from_ts(request.term_start) if request.HasField("term_start") else None,
+        )
+
+        def compute() -> pb.CreateAccountResponse:
+            view, charges = self.domain.create_account(call, spec)
+            return pb.CreateAccountResponse(account=account_pb(view), charges=[charge_pb(c, self.mpu) for c in charges])
+
+        return self.replay.run(call, "system", "CreateAccount", request, pb.CreateAccountResponse, compute)
+
+    @rpc
+    def GetAccount(self, request: pb.GetAccountRequest, context: grpc.ServicerContext) -> pb.GetAccountResponse:
+        view = self.domain.get_account(call_of(context), request.account_id)
+        return pb.GetAccountResponse(account=account_pb(view))
+
+    @rpc
+    def GetSeatSummary(
+        self, request: pb.GetSeatSummaryRequest, context: grpc.ServicerContext
+    ) -> pb.GetSeatSummaryResponse:
+        summary = self.domain.seat_summary(call_of(context), request.account_id)
+        return pb.GetSeatSummaryResponse(
+            pools=[pool_pb(p, self.mpu) for p in summary.pools],
+            renewal_time=ts(summary.account.renewal_time),
+            term_start=ts(summary.account.term_start),
+        )
+
+    @rpc
+    def PurchaseSeats(
+        self, request: pb.PurchaseSeatsRequest, context: grpc.ServicerContext
+    ) -> pb.PurchaseSeatsResponse:
+        call = call_of(context, request.request_id)
+        hub, tier = req_hub(request.hub), req_tier(request.tier)
+
+        def compute() -> pb.PurchaseSeatsResponse:
+            pool, charge = self.domain.purchase_seats(
+                call, request.account_id, hub, tier, request.quantity, request.validate_only
+            )
+            return pb.PurchaseSeatsResponse(pool=pool_pb(pool, self.mpu), charge=charge_pb(charge, self.mpu))
+
+        if request.validate_only:
+            return compute()
+        return self.replay.run(call, request.account_id, "PurchaseSeats", request, pb.PurchaseSeatsResponse, compute)
+
+    @rpc
+    def ScheduleSeatRemoval(
+        self, request: pb.ScheduleSeatRemovalRequest, context: grpc.ServicerContext
+    ) -> pb.ScheduleSeatRemovalResponse:
+        call = call_of(context, request.request_id)
+        hub, tier = req_hub(request.hub), req_tier(request.tier)
+
+        def compute() -> pb.ScheduleSeatRemovalResponse:
+            pool = self.domain.schedule_removal(call, request.account_id, hub, tier, request.quantity)
+            return pb.ScheduleSeatRemovalResponse(pool=pool_pb(pool, self.mpu))
+
+        return self.replay.run(
+            call, request.account_id, "ScheduleSeatRemoval", request, pb.ScheduleSeatRemovalResponse, compute
+        )
+
+    @rpc
+    def CancelSeatRemoval(
+        self, request: pb.CancelSeatRemovalRequest, context: grpc.ServicerContext
+    ) -> pb.CancelSeatRemovalResponse:
+        call = call_of(context, request.request_id)
+        hub, tier = req_hub(request.hub), req_tier(request.tier)
+
+        def compute() -> pb.CancelSeatRemovalResponse:
+            pool = self.domain.cancel_removal(call, request.account_id, hub, tier, request.quantity)
+            return pb.CancelSeatRemovalResponse(pool=pool_pb(pool, self.mpu))
+
+        return self.replay.run(
+            call, request.account_id, "CancelSeatRemoval", request, pb.CancelSeatRemovalResponse, compute
+        )
+
+    @rpc
+    def AssignSeat(self, request: pb.AssignSeatRequest, context: grpc.ServicerContext) -> pb.AssignSeatResponse:
+        call = call_of(context, request.request_id)
+        hub, tier = req_hub(request.hub), req_tier(request.tier)
+
+        def compute() -> pb.AssignSeatResponse:
+            result = self.domain.assign_seat(
+                call, request.account_id, request.user_id, hub, tier, request.purchase_if_needed
+            )
+            reply = pb.AssignSeatResponse(
+                assignment=assignment_pb(result.assignment),
+                pool=pool_pb(result.pool, self.mpu),
+                changed=result.changed,
+                previous_tier=int(result.previous_tier or 0),
+            )  # type: ignore[arg-type]
+            if result.charge is not None:
+                reply.charge.CopyFrom(charge_pb(result.charge, self.mpu))
+            return reply
+
+        return self.replay.run(call, request.account_id, "AssignSeat", request, pb.AssignSeatResponse, compute)
+
+    @rpc
+    def UnassignSeat(self, request: pb.UnassignSeatRequest, context: grpc.ServicerContext) -> pb.UnassignSeatResponse:
+        call = call_of(context, request.request_id)
+        hub = req_hub(request.hub)
+
+        def compute() -> pb.UnassignSeatResponse:
+            pool = self.domain.unassign_seat(call, request.account_id, request.user_id, hub)
+            return pb.UnassignSeatResponse(pool=pool_pb(pool, self.mpu))
+
+        return self.replay.run(call, request.account_id, "UnassignSeat", request, pb.UnassignSeatResponse, compute)
+
+    @rpc
+    def BatchUpdateSeatAssignments(
+        self, request: pb.BatchUpdateSeatAssignmentsRequest, context: grpc.ServicerContext
+    ) -> pb.BatchUpdateSeatAssignmentsResponse:
+        call = call_of(context, request.request_id)
+        changes = [
+            (c.user_id, req_hub(c.hub, f"changes[{i}].hub"), tier_of(c.tier, f"changes[{i}].tier", optional=True))
+            for i, c in enumerate(request.changes)
+        ]
+
+        def compute() -> pb.BatchUpdateSeatAssignmentsResponse:
+            result = self.domain.batch_update(call, request.account_id, changes, request.validate_only)
+            return pb.BatchUpdateSeatAssignmentsResponse(
+                results=[
+                    pb.SeatChangeResult(
+                        user_id=x.user_id,
+                        hub=int(x.hub),
+                        tier=int(x.tier or 0),  # type: ignore[arg-type]
+                        previous_tier=int(x.previous_tier or 0),  # type: ignore[arg-type]
+                        outcome=int(x.outcome),
+                    )
+                    for x in result.results
+                ],  # type: ignore[arg-type]
+                pools=[pool_pb(p, self.mpu) for p in result.pools],
+            )
+
+        if request.validate_only:
+            return compute()
+        return self.replay.run(
+            call,
+            request.account_id,
+            "BatchUpdateSeatAssignments",
+            request,
+            pb.BatchUpdateSeatAssignmentsResponse,
+            compute,
+        )
+
+    @rpc
+    def ListSeatAssignments(
+        self, request: pb.ListSeatAssignmentsRequest, context: grpc.ServicerContext
+    ) -> pb.ListSeatAssignmentsResponse:
+        page = self.domain.list_assignments(
+            call_of(context),
+            request.account_id,
+            hub_of(request.hub, "hub", optional=True),
+            tier_of(request.tier, "tier", optional=True),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListSeatAssignmentsResponse(
+            assignments=[assignment_pb(a) for a in page.items], next_page_token=page.next_key or ""
+        )
+
+    @rpc
+    def UpgradeSubscription(
+        self, request: pb.UpgradeSubscriptionRequest, context: grpc.ServicerContext
+    ) -> pb.UpgradeSubscriptionResponse:
+        call = call_of(context, request.request_id)
+        hub, tier = req_hub(request.hub), req_tier(request.tier)
+        for i, user_id in enumerate(request.assign_user_ids):
+            if not user_id:
+                raise invalid(f"assign_user_ids[{i}]", "is empty")
+
+        def compute() -> pb.UpgradeSubscriptionResponse:
+            result = self.domain.upgrade(
+                call,
+                request.account_id,
+                hub,
+                tier,
+                request.purchased_seats,
+                list(request.assign_user_ids),
+                request.validate_only,
+            )
+            return pb.UpgradeSubscriptionResponse(
+                account=account_pb(result.account),
+                charges=[charge_pb(c, self.mpu) for c in result.charges],
+                pool=pool_pb(result.pool, self.mpu),
+            )
+
+        if request.validate_only:
+            return compute()
+        return self.replay.run(
+            call, request.account_id, "UpgradeSubscription", request, pb.UpgradeSubscriptionResponse, compute
+        )
+
+    @rpc
+    def PreviewInvoice(
+        self, request: pb.PreviewInvoiceRequest, context: grpc.ServicerContext
+    ) -> pb.PreviewInvoiceResponse:
+        inv = self.domain.preview_invoice(call_of(context), request.account_id)
+        cur = inv.currency_code
+        return pb.PreviewInvoiceResponse(
+            term_start=ts(inv.term_start),
+            renewal_time=ts(inv.renewal_time),
+            current_term_charges=[charge_pb(c, self.mpu) for c in inv.current_term_charges],
+            current_term_total=money(inv.current_term_total_minor, cur, self.mpu),
+            next_renewal_lines=[
+                pb.InvoiceLine(
+                    kind=int(x.kind),
+                    hub=int(x.hub),
+                    tier=int(x.tier),
+                    quantity=x.quantity,  # type: ignore[arg-type]
+                    unit_price=money(x.unit_price_minor, cur, self.mpu),
+                    amount=money(x.amount_minor, cur, self.mpu),
+                    description=x.description,
+                )
+                for x in inv.next_renewal_lines
+            ],
+            next_renewal_total=money(inv.next_renewal_total_minor, cur, self.mpu),
+        )
+
+    @rpc
+    def ListSeatEvents(
+        self, request: pb.ListSeatEventsRequest, context: grpc.ServicerContext
+    ) -> pb.ListSeatEventsResponse:
+        page = self.domain.list_events(
+            call_of(context), request.account_id, request.after_sequence, request.page_size, request.page_token
+        )
+        return pb.ListSeatEventsResponse(events=[event_pb(e) for e in page.items], next_page_token=page.next_key or "")
+
+    @stream_rpc
+    def WatchSeatEvents(
+        self, request: pb.WatchSeatEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchSeatEventsResponse]:
+        """Past events after the cursor, then new ones as they commit: woken at once by
+        commits of this process, and by polling for commits of other replicas."""
+        self.domain.check_watch(call_of(context), request.account_id, request.after_sequence)
+        cursor = request.after_sequence
+        account_id = request.account_id
+        while context.is_active():
+            version = self.hub.version(account_id)
+            events = self.domain.events_after(account_id, cursor, WATCH_BATCH)
+            for event in events:
+                yield pb.WatchSeatEventsResponse(event=event_pb(event))
+                cursor = event.sequence
+            if len(events) < WATCH_BATCH:
+                self.hub.wait(account_id, version, self.watch_poll_seconds)
