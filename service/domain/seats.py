@@ -172,26 +172,31 @@ class Unit:
     closed: list[tuple[Hub, Tier]] = field(default_factory=list)
 
     def event(
-        self, type: EventType, pool: Pool | None = None, before: PoolCounts | None = None, **fields: object
+        self,
+        type: EventType,
+        pool: Pool | None = None,
+        before: PoolCounts | None = None,
+        *,
+        user_id: str = "",
+        previous_tier: int = 0,
+        quantity: int = 0,
     ) -> None:
-        extra: dict[str, object] = {}
-        if pool is not None:
-            extra = {
-                "hub": int(pool.hub),
-                "tier": int(pool.tier),
-                "before": before or pool.counts(),
-                "after": pool.counts(),
-            }
+        """Records one change (I4); the store numbers it when the unit commits."""
         self.events.append(
             Event(
                 type=type,
                 actor=self.call.actor_label,
                 time=self.now,
                 request_id=self.call.request_id,
-                **extra,
-                **fields,
+                user_id=user_id,
+                hub=int(pool.hub) if pool else 0,
+                tier=int(pool.tier) if pool else 0,
+                previous_tier=previous_tier,
+                quantity=quantity,
+                before=(before or pool.counts()) if pool else PoolCounts(),
+                after=pool.counts() if pool else PoolCounts(),
             )
-        )  # type: ignore[arg-type]
+        )
 
 
 class SeatDomain:

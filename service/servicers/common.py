@@ -157,7 +157,7 @@ class Replay:
             return compute()
         payload = type(request)()
         payload.CopyFrom(request)
-        payload.ClearField("request_id")  # type: ignore[arg-type]
+        payload.ClearField("request_id")
         digest = hashlib.sha256()
         for part in (method.encode(), (call.actor or "").encode(), payload.SerializeToString(deterministic=True)):
             digest.update(len(part).to_bytes(8, "big"))
@@ -205,10 +205,10 @@ def money(minor: int, currency: str, minor_per_unit: int = 100) -> money_pb2.Mon
 
 def pool_pb(p: PoolView, minor_per_unit: int = 100) -> r.SeatPool:
     msg = r.SeatPool(
-        hub=int(p.hub),
-        tier=int(p.tier),
+        hub=r.Hub.ValueType(p.hub),
+        tier=r.Tier.ValueType(p.tier),
         included=p.included,
-        purchased=p.purchased,  # type: ignore[arg-type]
+        purchased=p.purchased,
         assigned=p.assigned,
         available=p.available,
         pending_removal=p.pending_removal,
@@ -230,9 +230,9 @@ def account_pb(view: AccountView) -> r.Account:
         term_months=a.term_months,
         subscriptions=[
             r.Subscription(
-                hub=int(p.hub),
-                tier=int(p.tier),
-                purchased_seats=p.purchased,  # type: ignore[arg-type]
+                hub=r.Hub.ValueType(p.hub),
+                tier=r.Tier.ValueType(p.tier),
+                purchased_seats=p.purchased,
                 included_seats=p.included,
             )
             for p in view.pools
@@ -245,10 +245,10 @@ def account_pb(view: AccountView) -> r.Account:
 def charge_pb(c: Charge, minor_per_unit: int = 100) -> r.Charge:
     return r.Charge(
         charge_id=c.charge_id,
-        kind=int(c.kind),
-        hub=int(c.hub),
-        tier=int(c.tier),
-        quantity=c.quantity,  # type: ignore[arg-type]
+        kind=r.ChargeKind.ValueType(c.kind),
+        hub=r.Hub.ValueType(c.hub),
+        tier=r.Tier.ValueType(c.tier),
+        quantity=c.quantity,
         unit_price=money(c.unit_price_minor, c.currency_code, minor_per_unit),
         amount=money(c.amount_minor, c.currency_code, minor_per_unit),
         period_start=ts(c.period_start),
@@ -267,22 +267,24 @@ def counts_pb(c: PoolCounts) -> r.PoolCounts:
 def event_pb(e: Event) -> r.SeatEvent:
     return r.SeatEvent(
         sequence=e.sequence,
-        type=int(e.type),
+        type=r.SeatEventType.ValueType(e.type),
         actor=e.actor,
         event_time=ts(e.time),
-        request_id=e.request_id,  # type: ignore[arg-type]
+        request_id=e.request_id,
         user_id=e.user_id,
-        hub=e.hub,
-        tier=e.tier,
-        previous_tier=e.previous_tier,
-        quantity=e.quantity,  # type: ignore[arg-type]
+        hub=r.Hub.ValueType(e.hub),
+        tier=r.Tier.ValueType(e.tier),
+        previous_tier=r.Tier.ValueType(e.previous_tier),
+        quantity=e.quantity,
         before=counts_pb(e.before),
         after=counts_pb(e.after),
     )
 
 
 def assignment_pb(a: Assignment) -> r.SeatAssignment:
-    return r.SeatAssignment(user_id=a.user_id, hub=int(a.hub), tier=int(a.tier), assign_time=ts(a.assign_time))  # type: ignore[arg-type]
+    return r.SeatAssignment(
+        user_id=a.user_id, hub=r.Hub.ValueType(a.hub), tier=r.Tier.ValueType(a.tier), assign_time=ts(a.assign_time)
+    )
 
 
 def user_pb(u: User) -> r.User:
@@ -295,7 +297,7 @@ def user_pb(u: User) -> r.User:
         permissions=r.Permissions(
             super_admin=p.super_admin, edit_billing=p.edit_billing, account_access=p.account_access
         ),
-        seats=[r.SeatRef(hub=int(s.hub), tier=int(s.tier)) for s in u.seats],  # type: ignore[arg-type]
+        seats=[r.SeatRef(hub=r.Hub.ValueType(s.hub), tier=r.Tier.ValueType(s.tier)) for s in u.seats],
         etag=u.etag,
         create_time=ts(u.create_time),
         update_time=ts(u.update_time),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
+from seats.v1 import resources_pb2 as r
 from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
@@ -141,8 +142,8 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                 assignment=assignment_pb(result.assignment),
                 pool=pool_pb(result.pool, self.mpu),
                 changed=result.changed,
-                previous_tier=int(result.previous_tier or 0),
-            )  # type: ignore[arg-type]
+                previous_tier=r.Tier.ValueType(result.previous_tier or 0),
+            )
             if result.charge is not None:
                 reply.charge.CopyFrom(charge_pb(result.charge, self.mpu))
             return reply
@@ -176,13 +177,13 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                 results=[
                     pb.SeatChangeResult(
                         user_id=x.user_id,
-                        hub=int(x.hub),
-                        tier=int(x.tier or 0),  # type: ignore[arg-type]
-                        previous_tier=int(x.previous_tier or 0),  # type: ignore[arg-type]
-                        outcome=int(x.outcome),
+                        hub=r.Hub.ValueType(x.hub),
+                        tier=r.Tier.ValueType(x.tier or 0),
+                        previous_tier=r.Tier.ValueType(x.previous_tier or 0),
+                        outcome=pb.SeatChangeOutcome.ValueType(x.outcome),
                     )
                     for x in result.results
-                ],  # type: ignore[arg-type]
+                ],
                 pools=[pool_pb(p, self.mpu) for p in result.pools],
             )
 
@@ -258,10 +259,10 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             current_term_total=money(inv.current_term_total_minor, cur, self.mpu),
             next_renewal_lines=[
                 pb.InvoiceLine(
-                    kind=int(x.kind),
-                    hub=int(x.hub),
-                    tier=int(x.tier),
-                    quantity=x.quantity,  # type: ignore[arg-type]
+                    kind=r.ChargeKind.ValueType(x.kind),
+                    hub=r.Hub.ValueType(x.hub),
+                    tier=r.Tier.ValueType(x.tier),
+                    quantity=x.quantity,
                     unit_price=money(x.unit_price_minor, cur, self.mpu),
                     amount=money(x.amount_minor, cur, self.mpu),
                     description=x.description,

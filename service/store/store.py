@@ -190,7 +190,7 @@ class Store:
         try:
             self.db.close()
         except Exception:  # a broken connection may fail to close; drop it anyway
-            self.db._state.reset()
+            self.db._state.reset()  # type: ignore[attr-defined]
 
     # ---- listeners (event notification inside one process) ---------------------------------
 
