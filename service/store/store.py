@@ -233,7 +233,7 @@ class Store:
                         applied_at=to_micros(datetime.now(UTC)),
                     ).execute()
                 applied.append(migration.version)
-                log.info("migration applied", extra={"version": migration.version, "name": migration.name})
+                log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
         finally:
             if self.dialect == "postgres":
                 self.db.execute_sql("SELECT pg_advisory_unlock(%s)", (PG_ADVISORY_MIGRATION_LOCK,))
