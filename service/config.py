@@ -21,6 +21,7 @@ class Config:
     sweep_interval_seconds: float = 60.0
     request_id_ttl_hours: float = 24.0
     watch_poll_seconds: float = 0.5
+    max_watch_streams: int = 8
     reuse_port: bool = False
     log_level: str = "INFO"
 

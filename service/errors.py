@@ -21,6 +21,7 @@ CODES: dict[Kind, int] = {
     Kind.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
     Kind.ABORTED: code_pb2.ABORTED,
     Kind.UNAVAILABLE: code_pb2.UNAVAILABLE,
+    Kind.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
 }
 
 

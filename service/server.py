@@ -131,7 +131,7 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
         ],
     )
     seat_service_pb2_grpc.add_SeatServiceServicer_to_server(
-        SeatServicer(domain, replay, hub, config.watch_poll_seconds), server
+        SeatServicer(domain, replay, hub, config.watch_poll_seconds, config.max_watch_streams), server
     )
     user_service_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(domain, replay), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

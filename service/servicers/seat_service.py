@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -9,7 +10,7 @@ from seats.v1 import resources_pb2 as r
 from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
-from ..domain.errors import invalid
+from ..domain.errors import Kind, SeatError, invalid
 from ..domain.seats import NewAccount, SeatDomain
 from ..events import EventHub
 from .common import (
@@ -35,11 +36,15 @@ WATCH_BATCH = 100
 
 
 class SeatServicer(pb_grpc.SeatServiceServicer):
-    def __init__(self, domain: SeatDomain, replay: Replay, hub: EventHub, watch_poll_seconds: float) -> None:
+    def __init__(
+        self, domain: SeatDomain, replay: Replay, hub: EventHub, watch_poll_seconds: float, max_watch_streams: int
+    ) -> None:
         self.domain = domain
         self.replay = replay
         self.hub = hub
         self.watch_poll_seconds = watch_poll_seconds
+        # A watch holds a handler thread for its whole life: cap them so unary calls keep threads.
+        self.watch_slots = threading.BoundedSemaphore(max_watch_streams)
         self.mpu = domain.prices.minor_per_unit
 
     @rpc
@@ -288,13 +293,22 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         """Past events after the cursor, then new ones as they commit: woken at once by
         commits of this process, and by polling for commits of other replicas."""
         self.domain.check_watch(call_of(context), request.account_id, request.after_sequence)
-        cursor = request.after_sequence
-        account_id = request.account_id
-        while context.is_active():
-            version = self.hub.version(account_id)
-            events = self.domain.events_after(account_id, cursor, WATCH_BATCH)
-            for event in events:
-                yield pb.WatchSeatEventsResponse(event=event_pb(event))
-                cursor = event.sequence
-            if len(events) < WATCH_BATCH:
-                self.hub.wait(account_id, version, self.watch_poll_seconds)
+        if not self.watch_slots.acquire(blocking=False):
+            raise SeatError(
+                Kind.RESOURCE_EXHAUSTED,
+                "TOO_MANY_WATCHES",
+                "this server runs as many event watches as it may; retry later or page with ListSeatEvents",
+            )
+        try:
+            cursor = request.after_sequence
+            account_id = request.account_id
+            while context.is_active():
+                version = self.hub.version(account_id)
+                events = self.domain.events_after(account_id, cursor, WATCH_BATCH)
+                for event in events:
+                    yield pb.WatchSeatEventsResponse(event=event_pb(event))
+                    cursor = event.sequence
+                if len(events) < WATCH_BATCH:
+                    self.hub.wait(account_id, version, self.watch_poll_seconds)
+        finally:
+            self.watch_slots.release()
