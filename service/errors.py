@@ -31,15 +31,24 @@ def _pack(message: object) -> any_pb2.Any:
     return detail
 
 
+MAX_TEXT = 512  # trailers are small: nothing a caller sent is echoed at length
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
 def to_status(error: SeatError) -> grpc.Status:
     """The gRPC status (with rich details in the trailers) for a domain refusal."""
-    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata))]
+    metadata = {k: _short(v) for k, v in error.metadata.items()}
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))]
     if error.fields:
         details.append(
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in error.fields
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=_short(d))
+                        for f, d in error.fields
                     ]
                 )
             )
@@ -49,13 +58,15 @@ def to_status(error: SeatError) -> grpc.Status:
             _pack(
                 error_details_pb2.PreconditionFailure(
                     violations=[
-                        error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d)
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=t, subject=_short(s), description=_short(d)
+                        )
                         for t, s, d in error.preconditions
                     ]
                 )
             )
         )
-    status = status_pb2.Status(code=CODES[error.kind], message=error.message, details=details)
+    status = status_pb2.Status(code=CODES[error.kind], message=_short(error.message), details=details)
     return rpc_status.to_status(status)
 
 

@@ -26,6 +26,10 @@ class EventHub:
         with self._cond:
             self._cond.wait_for(lambda: self._closed or self._versions.get(account_id, 0) != seen, timeout)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -55,6 +55,9 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TEXT = 200
 MAX_EMAIL = 254
 MAX_BATCH = 1000
+MAX_ID = 128
+MAX_QUANTITY = 10_000  # seats per call
+MAX_POOL_SEATS = 1_000_000  # seats per pool: counts stay far inside int32
 MAX_RENEWALS_AT_ONCE = 1200  # a hundred years of monthly terms
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -228,8 +231,7 @@ class SeatDomain:
         return self.store.write(run, dry_run=dry_run)
 
     def _open(self, call: Call, account_id: str, *, need: Permission | None, what: str) -> Unit:
-        if not account_id:
-            raise invalid("account_id", "is required")
+        _id("account_id", account_id)
         actor = self._actor(call, account_id)
         account = self.store.get_account(account_id, lock=True)
         if account is None:
@@ -303,8 +305,7 @@ class SeatDomain:
 
     def _read_account(self, call: Call, account_id: str) -> Account:
         """For reads: the actor check, the account, and a due renewal applied first."""
-        if not account_id:
-            raise invalid("account_id", "is required")
+        _id("account_id", account_id)
 
         def load() -> Account:
             self._actor(call, account_id)
@@ -315,7 +316,7 @@ class SeatDomain:
 
         account = self.store.read(load)
         if account.renewal_time <= self.clock.now():
-            self.store.write(lambda: self._open(Call(request_id=call.request_id), account_id, need=None, what="renew"))
+            self.renew_account(account_id)
             account = self.store.read(load)
         return account
 
@@ -433,20 +434,23 @@ class SeatDomain:
         """The periodic sweep: applies the renewals of accounts nobody touched. Returns how
         many accounts it renewed."""
         due = self.store.read(lambda: self.store.due_accounts(self.clock.now(), limit))
-        renewed = 0
-        for account_id in due:
+        return sum(self.renew_account(account_id) for account_id in due)
 
-            def run(account_id: str = account_id) -> None:
-                account = self.store.get_account(account_id, lock=True)
-                if account is None or account.renewal_time > self.clock.now():
-                    return
-                unit = Unit(account, Call(), self.clock.now(), None)
-                self._renew_if_due(unit)
-                self._finish(unit)
+    def renew_account(self, account_id: str) -> bool:
+        """Applies an account's due renewals as a system change; False when none was due
+        (another call or replica got there first)."""
 
-            self.store.write(run)
-            renewed += 1
-        return renewed
+        def run() -> bool:
+            account = self.store.get_account(account_id, lock=True)
+            now = self.clock.now()
+            if account is None or account.renewal_time > now:
+                return False
+            unit = Unit(account, Call(), now, None)
+            self._renew_if_due(unit)
+            self._finish(unit)
+            return True
+
+        return self.store.write(run)
 
     # ---- accounts -----------------------------------------------------------------------
 
@@ -462,13 +466,12 @@ class SeatDomain:
         owner_name = _text("owner_display_name", spec.owner_display_name) or email
         if spec.term_months not in (1, 12):
             raise invalid("term_months", "must be 1 or 12")
-        seen: set[Hub] = set()
+        seen: set[tuple[Hub, Tier]] = set()
         for i, (hub, tier, purchased) in enumerate(spec.subscriptions):
-            if purchased < 0:
-                raise invalid(f"subscriptions[{i}].purchased_seats", "must not be negative")
-            if hub in seen:
-                raise invalid(f"subscriptions[{i}].hub", "each hub may appear once")
-            seen.add(hub)
+            _quantity(f"subscriptions[{i}].purchased_seats", purchased, minimum=0)
+            if (hub, tier) in seen:
+                raise invalid(f"subscriptions[{i}]", "each hub and tier may appear once")
+            seen.add((hub, tier))
             if purchased and not self.prices.price(hub, tier).purchasable:
                 raise precondition(
                     "TIER_NOT_PURCHASABLE",
@@ -477,6 +480,9 @@ class SeatDomain:
                     hub=hub.name,
                     tier=tier.name,
                 )
+        for i, (hub, tier, _) in enumerate(spec.subscriptions):
+            if tier is Tier.FREE and any(h is hub and t is not Tier.FREE for h, t in seen):
+                raise invalid(f"subscriptions[{i}].tier", "a hub with a paid tier has no free tools seats (S6)")
         now = self.clock.now()
         term_start = spec.term_start or now
         if term_start > now + FUTURE_TOLERANCE:
@@ -536,6 +542,13 @@ class SeatDomain:
                 hub=pool.hub.name,
                 tier=pool.tier.name,
             )
+        if pool.capacity + quantity > MAX_POOL_SEATS:
+            raise precondition(
+                "SEAT_LIMIT",
+                f"{pool.hub.name}/{pool.tier.name}",
+                f"a pool holds at most {MAX_POOL_SEATS} seats",
+                limit=str(MAX_POOL_SEATS),
+            )
         before = pool.counts()
         pool.purchased += quantity
         pool.dirty = True
@@ -547,7 +560,7 @@ class SeatDomain:
     def purchase_seats(
         self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int, validate_only: bool = False
     ) -> tuple[PoolView, Charge]:
-        _positive("quantity", quantity)
+        _quantity("quantity", quantity)
 
         def work(unit: Unit) -> tuple[PoolView, Charge]:
             pool = self._pool(unit, hub, tier)
@@ -559,7 +572,7 @@ class SeatDomain:
         )
 
     def schedule_removal(self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int) -> PoolView:
-        _positive("quantity", quantity)
+        _quantity("quantity", quantity)
 
         def work(unit: Unit) -> PoolView:
             pool = self._pool(unit, hub, tier)
@@ -581,7 +594,7 @@ class SeatDomain:
         return self._write(call, account_id, work, need=Permission.EDIT_BILLING, what="remove seats")
 
     def cancel_removal(self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int) -> PoolView:
-        _positive("quantity", quantity)
+        _quantity("quantity", quantity)
 
         def work(unit: Unit) -> PoolView:
             pool = self._pool(unit, hub, tier)
@@ -665,8 +678,7 @@ class SeatDomain:
         return pool
 
     def _target_user(self, unit: Unit, user_id: str) -> None:
-        if not user_id:
-            raise invalid("user_id", "is required")
+        _id("user_id", user_id)
         if self.store.get_user(unit.account.account_id, user_id) is None:
             raise user_not_found(user_id)
 
@@ -707,8 +719,7 @@ class SeatDomain:
             raise invalid("changes", f"at most {MAX_BATCH} changes per batch")
         seen: set[tuple[str, Hub]] = set()
         for i, (user_id, hub, _tier) in enumerate(changes):
-            if not user_id:
-                raise invalid(f"changes[{i}].user_id", "is required")
+            _id(f"changes[{i}].user_id", user_id)
             if (user_id, hub) in seen:
                 raise invalid(f"changes[{i}]", "a user and hub may appear once per batch")
             seen.add((user_id, hub))
@@ -790,8 +801,7 @@ class SeatDomain:
         assign_user_ids: list[str],
         validate_only: bool = False,
     ) -> UpgradeResult:
-        if purchased < 0:
-            raise invalid("purchased_seats", "must not be negative")
+        _quantity("purchased_seats", purchased, minimum=0)
         if len(set(assign_user_ids)) != len(assign_user_ids):
             raise invalid("assign_user_ids", "a user may appear once")
         if tier is Tier.FREE:
@@ -828,6 +838,7 @@ class SeatDomain:
             price = self.prices.price(hub, tier)
             pool = Pool(hub, tier, price.included_seats, purchased, 0, 0, new=True)
             pools[(hub, tier)] = pool
+            self.store.save_pools(account_id, [pool])  # now, so that assignments below can refer to it
             unit.event(EventType.POOL_OPENED, pool, PoolCounts(), quantity=purchased)
             charges = [self._prorated(unit, ChargeKind.PRORATED_PLAN, hub, tier, 0, price.plan_month_minor)]
             if purchased:
@@ -959,8 +970,7 @@ class SeatDomain:
         return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="create users")
 
     def get_user(self, call: Call, account_id: str, user_id: str) -> User:
-        if not user_id:
-            raise invalid("user_id", "is required")
+        _id("user_id", user_id)
         self._read_account(call, account_id)
         user = self.store.read(lambda: self.store.get_user(account_id, user_id, with_seats=True))
         if user is None:
@@ -978,8 +988,7 @@ class SeatDomain:
         return Page(rows, paging.encode_token(rows[-1].user_id, filters) if more else None)
 
     def update_user(self, call: Call, account_id: str, user_id: str, changes: UserChanges, etag: str) -> User:
-        if not user_id:
-            raise invalid("user.user_id", "is required")
+        _id("user.user_id", user_id)
         new_email = _email("user.email", changes.email) if changes.email is not None else None
         new_name = (
             _text("user.display_name", changes.display_name, required=True)
@@ -1036,8 +1045,7 @@ class SeatDomain:
         return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="change users")
 
     def delete_user(self, call: Call, account_id: str, user_id: str, etag: str) -> None:
-        if not user_id:
-            raise invalid("user_id", "is required")
+        _id("user_id", user_id)
 
         def work(unit: Unit) -> None:
             user = self.store.get_user(account_id, user_id, with_seats=True)
@@ -1069,6 +1077,7 @@ def _text(field_name: str, value: str, *, required: bool = False) -> str:
         raise invalid(field_name, "is required")
     if len(value) > MAX_TEXT:
         raise invalid(field_name, f"at most {MAX_TEXT} characters")
+    _printable(field_name, value)
     return value
 
 
@@ -1076,14 +1085,31 @@ def _email(field_name: str, value: str) -> str:
     value = value.strip()
     if not value:
         raise invalid(field_name, "is required")
+    _printable(field_name, value)
     if len(value) > MAX_EMAIL or not EMAIL_RE.match(value):
         raise invalid(field_name, "is not an email address")
     return value
 
 
-def _positive(field_name: str, value: int) -> None:
-    if value <= 0:
-        raise invalid(field_name, "must be at least 1")
+def _id(field_name: str, value: str) -> None:
+    """Ids are made by this service and short; anything else cannot name a thing here."""
+    if not value:
+        raise invalid(field_name, "is required")
+    if len(value) > MAX_ID:
+        raise invalid(field_name, f"at most {MAX_ID} characters")
+    _printable(field_name, value)
+
+
+def _printable(field_name: str, value: str) -> None:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise invalid(field_name, "must not contain control characters")
+
+
+def _quantity(field_name: str, value: int, *, minimum: int = 1) -> None:
+    if value < minimum:
+        raise invalid(field_name, f"must be at least {minimum}")
+    if value > MAX_QUANTITY:
+        raise invalid(field_name, f"at most {MAX_QUANTITY} seats per call")
 
 
 def _etag_mismatch(user_id: str) -> SeatError:

@@ -37,8 +37,12 @@ def call_of(context: grpc.ServicerContext, request_id: str = "") -> Call:
             actor = value if isinstance(value, str) else value.decode()
     if actor is not None and not actor.strip():
         raise invalid(ACTOR_HEADER, "names no user")
+    if actor is not None and len(actor) > MAX_REQUEST_ID:
+        raise invalid(ACTOR_HEADER, f"at most {MAX_REQUEST_ID} characters")
     if len(request_id) > MAX_REQUEST_ID:
         raise invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
+    if any(ord(ch) < 32 for ch in request_id):
+        raise invalid("request_id", "must not contain control characters")
     return Call(actor=actor, request_id=request_id)
 
 

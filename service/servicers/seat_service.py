@@ -302,7 +302,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         try:
             cursor = request.after_sequence
             account_id = request.account_id
-            while context.is_active():
+            while context.is_active() and not self.hub.closed:
                 version = self.hub.version(account_id)
                 events = self.domain.events_after(account_id, cursor, WATCH_BATCH)
                 for event in events:
@@ -310,5 +310,12 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                     cursor = event.sequence
                 if len(events) < WATCH_BATCH:
                     self.hub.wait(account_id, version, self.watch_poll_seconds)
+            if self.hub.closed:
+                raise SeatError(
+                    Kind.UNAVAILABLE,
+                    "SHUTTING_DOWN",
+                    "the server is shutting down; watch again from the last sequence you received",
+                    {"after_sequence": str(cursor)},
+                )
         finally:
             self.watch_slots.release()

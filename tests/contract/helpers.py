@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import calendar
+import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -40,6 +43,8 @@ ACCESS = resources_pb2.Permissions(account_access=True)
 SUPER = resources_pb2.Permissions(super_admin=True)
 
 DOMAIN = "seats.v1"
+
+T = TypeVar("T")
 
 Seats = seat_service_pb2_grpc.SeatServiceStub
 Users = user_service_pb2_grpc.UserServiceStub
@@ -436,3 +441,78 @@ def refused(code: grpc.StatusCode, reason: str | None = None) -> Iterator[Refusa
     assert refusal.info.domain == DOMAIN, f"ErrorInfo domain {refusal.info.domain!r}: {said}"
     if reason is not None:
         assert refusal.info.reason == reason, f"expected reason {reason}, got {said}"
+
+
+# Concurrency and the event log (I1..I4).
+
+
+def run_together(calls: list[Callable[[], T]], timeout: float = 30) -> list[T | grpc.RpcError]:
+    """Runs every call on its own thread, released at the same moment; returns results or errors in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], T]) -> T | grpc.RpcError:
+        barrier.wait(timeout=timeout)
+        try:
+            return call()
+        except grpc.RpcError as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as executor:
+        return list(executor.map(run, calls, timeout=timeout))
+
+
+def refusal_of(err: grpc.RpcError) -> Refusal:
+    refusal = Refusal()
+    refusal.read(err)
+    return refusal
+
+
+def pool_counts(counts_message: resources_pb2.PoolCounts) -> tuple[int, int, int, int]:
+    """(included, purchased, assigned, pending_removal) of an event's before or after."""
+    c = counts_message
+    return (c.included, c.purchased, c.assigned, c.pending_removal)
+
+
+# How each pool event moves (purchased, assigned, pending_removal), per unit of the event's quantity
+# or, for the seat events, per seat.
+_PER_QUANTITY = {
+    "SEATS_PURCHASED": (1, 0, 0),
+    "SEAT_REMOVAL_SCHEDULED": (0, 0, 1),
+    "SEAT_REMOVAL_CANCELLED": (0, 0, -1),
+    "SEATS_REMOVED": (-1, 0, -1),
+}
+
+
+def check_event_log(seats: Seats, tenant: Tenant) -> list[resources_pb2.SeatEvent]:
+    """I4: the log is numbered 1..n without gaps, every pool event's `before` is the previous `after`
+    of its pool, each event moves the counts the way its type says, and the last `after` of every
+    pool is what GetSeatSummary shows."""
+    log = events(seats, tenant)
+    assert [e.sequence for e in log] == list(range(1, len(log) + 1)), "sequence 1..n without gaps"
+    latest: dict[PoolKey, tuple[int, int, int, int]] = {}
+    for event in log:
+        if not event.hub:
+            continue
+        kind = event_types([event])[0]
+        key = (event.hub, event.tier)
+        before, after = pool_counts(event.before), pool_counts(event.after)
+        where = f"event {event.sequence} {kind} {hub_tier(*key)} before={before} after={after}"
+        assert before == latest.get(key, (0, 0, 0, 0)), f"{where}: the pool was {latest.get(key)}"
+        moved = (after[1] - before[1], after[2] - before[2], after[3] - before[3])
+        if kind in _PER_QUANTITY:
+            assert event.quantity > 0, where
+            assert moved == tuple(d * event.quantity for d in _PER_QUANTITY[kind]), where
+        elif kind == "SEAT_ASSIGNED":
+            assert moved in ((0, 1, 0), (0, 1, -1)), where  # S11: it may take a pending seat
+            assert event.user_id, where
+        elif kind == "SEAT_UNASSIGNED":
+            assert moved == (0, -1, 0), where
+            assert event.user_id, where
+        elif kind == "POOL_OPENED":
+            assert before == (0, 0, 0, 0), where
+        latest[key] = after
+        if kind == "POOL_CLOSED":
+            del latest[key]
+    shown = {key: (p.included, p.purchased, p.assigned, p.pending_removal) for key, p in pools(seats, tenant).items()}
+    assert latest == shown, "the last event of every pool shows its current counts"
+    return log

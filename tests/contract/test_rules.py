@@ -346,6 +346,19 @@ def test_s5_renewal_catches_up_over_several_terms(seats, clock):
     assert later.count("TERM_RENEWED") >= 1
 
 
+def test_s5_an_account_started_in_the_past_is_renewed_up_to_now(seats, clock):
+    """S5: ... the removal takes effect at the renewal date, for the next term (terms that passed are applied)."""
+    clock.advance(minutes=1)  # never exactly on a month boundary
+    this_month = first_of_month(clock.now())
+
+    tenant = new_account(seats, (SALES, STARTER, 2), term_start=add_months(this_month, -3))
+
+    assert to_dt(tenant.account.term_start) == this_month
+    assert to_dt(tenant.account.renewal_time) == add_months(this_month, 1)
+    assert pool(seats, tenant, SALES, STARTER).purchased == 2
+    assert "TERM_RENEWED" in event_types(events(seats, tenant))
+
+
 def test_s5_cancelling_a_removal_keeps_the_seats(seats, clock):
     """S5: Unassigned purchased seats can be scheduled for removal (and the removal can be cancelled)."""
     tenant = new_account(seats, (SALES, STARTER, 3), term_start=first_of_month(clock.now()))
