@@ -266,6 +266,14 @@ def test_i3_a_user_of_another_account_cannot_get_a_seat(seats, users):
         batch(seats, home, (stranger.user_id, SALES, STARTER))
     with refused(NOT_FOUND, "USER_NOT_FOUND"):
         user(users, home, stranger.user_id)
+    with refused(NOT_FOUND, "USER_NOT_FOUND"):
+        seats.UpgradeSubscription(
+            seat_service_pb2.UpgradeSubscriptionRequest(
+                account_id=home.id, hub=SALES, tier=PROFESSIONAL, assign_user_ids=[stranger.user_id]
+            ),
+            metadata=home.as_owner,
+        )
+    assert set(pools(seats, home)) == {(SALES, STARTER)}
 
     assert assignments(seats, home) == [] and assignments(seats, other) == []
     assert pool(seats, home, SALES, STARTER).assigned == 0
@@ -431,6 +439,29 @@ def test_i5_retried_assignment_is_not_repeated(seats, users):
     assert again == first
     assert seat_refs(users, tenant, member.user_id) == set(), "the retry did not give the seat again"
     assert event_types(events(seats, tenant)).count("SEAT_ASSIGNED") == 1
+
+
+def test_i5_retried_batch_returns_the_first_result_once(seats, users):
+    """I5: A retried call with the same request id has its effect once, and returns the first call's result."""
+    tenant = new_account(seats, (SALES, STARTER, 1))
+    first_user, second_user = new_user(users, tenant), new_user(users, tenant)
+    request = seat_service_pb2.BatchUpdateSeatAssignmentsRequest(
+        account_id=tenant.id,
+        changes=[
+            seat_service_pb2.SeatChange(user_id=first_user.user_id, hub=SALES, tier=STARTER),
+            seat_service_pb2.SeatChange(user_id=second_user.user_id, hub=SALES, tier=STARTER),
+        ],
+        request_id=str(uuid.uuid4()),
+    )
+    first = seats.BatchUpdateSeatAssignments(request, metadata=tenant.as_owner)
+    unassign(seats, tenant, first_user.user_id, SALES)
+    sequence = last_sequence(seats, tenant)
+
+    again = seats.BatchUpdateSeatAssignments(request, metadata=tenant.as_owner)
+
+    assert again == first
+    assert last_sequence(seats, tenant) == sequence
+    assert seat_refs(users, tenant, first_user.user_id) == set()
 
 
 def test_i5_retried_user_creation_returns_the_same_user(seats, users):

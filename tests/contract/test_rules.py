@@ -236,6 +236,8 @@ def test_s3_free_tier_has_no_seats_to_buy(seats):
 
     with refused(FAILED_PRECONDITION, "TIER_NOT_PURCHASABLE"):
         purchase(seats, tenant, SALES, FREE, 1)
+    with refused(FAILED_PRECONDITION, "TIER_NOT_PURCHASABLE"):
+        new_account(seats, (SALES, FREE, 1))
 
     assert pool(seats, tenant, SALES, FREE).purchased == 0
 
@@ -357,6 +359,23 @@ def test_s5_an_account_started_in_the_past_is_renewed_up_to_now(seats, clock):
     assert to_dt(tenant.account.renewal_time) == add_months(this_month, 1)
     assert pool(seats, tenant, SALES, STARTER).purchased == 2
     assert "TERM_RENEWED" in event_types(events(seats, tenant))
+
+
+def test_s5_a_purchase_after_the_renewal_date_first_applies_the_renewal(seats, clock):
+    """S5: ... the removal takes effect at the renewal date (whichever call touches the account first)."""
+    tenant = new_account(seats, (SALES, PROFESSIONAL, 3), term_start=first_of_month(clock.now()))
+    schedule_removal(seats, tenant, SALES, PROFESSIONAL, 2)
+    old_renewal = summary(seats, tenant).renewal_time
+    clock.advance(to_dt(old_renewal) - clock.now() + timedelta(days=3))
+
+    response = purchase(seats, tenant, SALES, PROFESSIONAL, 1)
+
+    assert (response.pool.purchased, response.pool.pending_removal) == (2, 0)
+    assert response.charge.period_start == old_renewal
+    assert to_dt(response.charge.period_end) == add_months(to_dt(old_renewal), 1)
+    assert cents(response.charge.amount) == prorated(
+        1, PRICE_BOOK[PROFESSIONAL].seat, 1, to_dt(old_renewal), add_months(to_dt(old_renewal), 1), clock.now()
+    )
 
 
 def test_s5_cancelling_a_removal_keeps_the_seats(seats, clock):
