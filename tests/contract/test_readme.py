@@ -60,3 +60,18 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "pending_removal" not in after_reassignment
     removal = next(d for d in json_documents(done.stdout) if d.get("pool", {}).get("pending_removal") == 1)  # type: ignore[union-attr]
     assert removal["pool"]["removal_effective_time"] == summaries[1]["renewal_time"]  # type: ignore[index]
+
+
+RULES = [f"S{n}" for n in range(1, 20)] + [f"I{n}" for n in range(1, 7)]
+
+
+def test_readme_lists_an_existing_test_for_every_rule_and_invariant() -> None:
+    readme = (REPO / "README.md").read_text()
+    for rule in RULES:
+        row = re.search(rf"^\| {rule} \|[^|]*\|(.*)\|$", readme, re.M)
+        assert row, f"README.md has no row for {rule}"
+        listed = re.findall(r"`(tests/[\w/]+\.py)::(test_\w+)`", row.group(1))
+        assert listed, f"README.md lists no test for {rule}"
+        for path, name in listed:
+            assert f"def {name}(" in (REPO / path).read_text(), f"README.md names {path}::{name}, which does not exist"
+            assert name.startswith(f"test_{rule.lower()}_") or name.startswith("test_i1_i2_"), name
