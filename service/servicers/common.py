@@ -46,18 +46,22 @@ def call_of(context: grpc.ServicerContext, request_id: str = "") -> Call:
     return Call(actor=actor, request_id=request_id)
 
 
-def abort(context: grpc.ServicerContext, error: SeatError) -> None:
-    if error.kind in (Kind.UNAVAILABLE,):
+def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    """Ends the call with the status for exc: a domain refusal with its details, a store
+    failure as ABORTED or UNAVAILABLE, anything else as a logged INTERNAL."""
+    if isinstance(exc, SeatError):
+        error = exc
+    elif isinstance(exc, pw.IntegrityError):
+        error = SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "a concurrent change won; retry the call")
+    elif isinstance(exc, pw.OperationalError | pw.InterfaceError):
+        error = unavailable(f"the database is unavailable: {exc}")
+    else:
+        log.exception("internal error in %s", method, exc_info=exc)
+        context.abort_with_status(internal_status())
+        return
+    if error.kind is Kind.UNAVAILABLE:
         log.warning("refused: %s", error)
     context.abort_with_status(to_status(error))
-
-
-def _map_store_error(exc: Exception) -> SeatError | None:
-    if isinstance(exc, pw.IntegrityError):
-        return SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "a concurrent change won; retry the call")
-    if isinstance(exc, pw.OperationalError | pw.InterfaceError):
-        return unavailable(f"the database is unavailable: {exc}")
-    return None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,15 +75,9 @@ def rpc(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except SeatError as error:
-            failure: SeatError | None = error
         except Exception as exc:
-            failure = _map_store_error(exc)
-            if failure is None:
-                log.exception("internal error in %s", method.__name__)
-                context.abort_with_status(internal_status())
-        abort(context, failure)  # type: ignore[arg-type]
-        return None
+            _fail(context, exc, method.__name__)
+            raise  # not reached: abort_with_status raises
 
     return wrapper  # type: ignore[return-value]
 
@@ -91,15 +89,9 @@ def stream_rpc(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             yield from method(self, request, context)
-            return
-        except SeatError as error:
-            failure: SeatError | None = error
         except Exception as exc:
-            failure = _map_store_error(exc)
-            if failure is None:
-                log.exception("internal error in %s", method.__name__)
-                context.abort_with_status(internal_status())
-        abort(context, failure)  # type: ignore[arg-type]
+            _fail(context, exc, method.__name__)
+            raise
 
     return wrapper  # type: ignore[return-value]
 
