@@ -15,8 +15,8 @@ from seats.v1 import seat_service_pb2_grpc, user_service_pb2_grpc
 
 from service.clock import ManualClock
 from service.config import Config
-from service.server import create_server
-from service.store import open_store
+from service.server import SeatServer, create_server
+from service.store import Store, open_store
 
 POSTGRES_URL = os.environ.get("SEATS_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -50,6 +50,8 @@ class Running:
     users: user_service_pb2_grpc.UserServiceStub
     clock: ManualClock
     database_url: str
+    server: SeatServer
+    store: Store
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -73,6 +75,8 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             users=user_service_pb2_grpc.UserServiceStub(channel),
             clock=clock,
             database_url=url,
+            server=server,
+            store=store,
         )
     finally:
         channel.close()
