@@ -13,7 +13,7 @@ ADDRESS ?= 127.0.0.1:50051
 DATABASE_URL ?= sqlite:///var/seats.db
 PYTEST_ARGS ?=
 
-.PHONY: venv protos migrate run test lint buf-lint clean
+.PHONY: venv protos check-generated migrate run test lint buf-lint clean
 
 venv: $(INSTALLED)
 
@@ -39,6 +39,14 @@ $(GENERATED): $(PROTOS) $(PROTODEPS) $(INSTALLED)
 	touch $@
 
 protos: $(GENERATED)
+
+# The generated modules are committed, so that `pip install ./clients/python` works from a clone.
+# CI regenerates them and fails when that changes anything.
+check-generated: $(PROTODEPS) $(INSTALLED)
+	touch $(PROTOS)
+	$(MAKE) --no-print-directory protos
+	@git diff --exit-code --stat -- $(GEN_DIR)/seats/v1 && test -z "$$(git status --porcelain -- $(GEN_DIR)/seats/v1)" \
+	  || { echo "the generated code in $(GEN_DIR)/seats/v1 is stale: run 'make protos' and commit it"; exit 1; }
 
 $(BUF):
 	mkdir -p build/tools
