@@ -63,7 +63,7 @@ run: migrate
 	$(BIN)/python -m service.server serve --address '$(ADDRESS)' --database-url '$(DATABASE_URL)'
 
 lint: protos
-	$(BIN)/ruff check service tests
+	$(BIN)/ruff check service tests clients/python/seats
 	$(BIN)/mypy
 
 # PostgreSQL tests run when SEATS_TEST_POSTGRES_URL is set (e.g. postgresql://postgres@127.0.0.1:5432/test).

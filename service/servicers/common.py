@@ -59,7 +59,7 @@ def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         log.exception("internal error in %s", method, exc_info=exc)
         context.abort_with_status(internal_status())
         return
-    if error.kind is Kind.UNAVAILABLE:
+    if error.reason == "STORE_UNAVAILABLE":
         log.warning("refused: %s", error)
     context.abort_with_status(to_status(error))
 

@@ -310,7 +310,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                     cursor = event.sequence
                 if len(events) < WATCH_BATCH:
                     self.hub.wait(account_id, version, self.watch_poll_seconds)
-            if self.hub.closed:
+            if self.hub.closed and context.is_active():
                 raise SeatError(
                     Kind.UNAVAILABLE,
                     "SHUTTING_DOWN",

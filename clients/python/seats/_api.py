@@ -1,0 +1,141 @@
+"""The RPCs of seats.v1 declared once, for the sync and the asyncio client alike: each is a
+descriptor that builds the request with the function of the same name in ``requests``
+(which documents its keyword arguments) and hands it to the client's ``_invoke``."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from google.protobuf.message import Message
+
+from . import requests
+from .v1 import seat_service_pb2, user_service_pb2
+
+if TYPE_CHECKING:
+    from .aio import AsyncSeatsClient
+    from .client import SeatsClient
+
+P = ParamSpec("P")
+Resp = TypeVar("Resp", bound=Message)
+
+
+def new_request_id() -> str:
+    """A fresh idempotency key (AIP-155)."""
+    return uuid.uuid4().hex
+
+
+class Rpc(Generic[P, Resp]):
+    """One unary RPC as a client method: ``client.assign_seat(...)`` returns the response,
+    ``await aclient.assign_seat(...)`` too. Mutating calls get a request id unless given."""
+
+    def __init__(
+        self, service: str, method: str, build: Callable[P, Message], response: type[Resp], *, mutating: bool = False
+    ) -> None:
+        self.service, self.method, self.build, self.response, self.mutating = service, method, build, response, mutating
+        signature = inspect.signature(build)
+        self.__doc__ = build.__doc__
+        self.__signature__ = signature.replace(return_annotation=response.__name__)
+
+    def request(self, *args: P.args, **kwargs: P.kwargs) -> Message:
+        request = self.build(*args, **kwargs)
+        if self.mutating and not getattr(request, "request_id", ""):
+            request.MergeFrom(type(request)(request_id=new_request_id()))
+        return request
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Rpc[P, Resp]: ...
+    @overload
+    def __get__(self, obj: SeatsClient, owner: type) -> Callable[P, Resp]: ...
+    @overload
+    def __get__(self, obj: AsyncSeatsClient, owner: type) -> Callable[P, Awaitable[Resp]]: ...
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return obj._invoke(self.service, self.method, self.request(*args, **kwargs))
+
+        call.__name__ = call.__qualname__ = self.build.__name__
+        call.__doc__ = self.__doc__
+        call.__signature__ = self.__signature__  # type: ignore[attr-defined]
+        return call
+
+
+class Api:
+    """Every unary RPC of SeatService and UserService."""
+
+    # ---- SeatService ----------------------------------------------------------------------
+
+    create_account = Rpc(
+        "SeatService", "CreateAccount", requests.create_account, seat_service_pb2.CreateAccountResponse, mutating=True
+    )
+    get_account = Rpc("SeatService", "GetAccount", requests.get_account, seat_service_pb2.GetAccountResponse)
+    get_seat_summary = Rpc(
+        "SeatService", "GetSeatSummary", requests.get_seat_summary, seat_service_pb2.GetSeatSummaryResponse
+    )
+    purchase_seats = Rpc(
+        "SeatService", "PurchaseSeats", requests.purchase_seats, seat_service_pb2.PurchaseSeatsResponse, mutating=True
+    )
+    schedule_seat_removal = Rpc(
+        "SeatService",
+        "ScheduleSeatRemoval",
+        requests.schedule_seat_removal,
+        seat_service_pb2.ScheduleSeatRemovalResponse,
+        mutating=True,
+    )
+    cancel_seat_removal = Rpc(
+        "SeatService",
+        "CancelSeatRemoval",
+        requests.cancel_seat_removal,
+        seat_service_pb2.CancelSeatRemovalResponse,
+        mutating=True,
+    )
+    assign_seat = Rpc(
+        "SeatService", "AssignSeat", requests.assign_seat, seat_service_pb2.AssignSeatResponse, mutating=True
+    )
+    unassign_seat = Rpc(
+        "SeatService", "UnassignSeat", requests.unassign_seat, seat_service_pb2.UnassignSeatResponse, mutating=True
+    )
+    batch_update_seat_assignments = Rpc(
+        "SeatService",
+        "BatchUpdateSeatAssignments",
+        requests.batch_update_seat_assignments,
+        seat_service_pb2.BatchUpdateSeatAssignmentsResponse,
+        mutating=True,
+    )
+    list_seat_assignments = Rpc(
+        "SeatService",
+        "ListSeatAssignments",
+        requests.list_seat_assignments,
+        seat_service_pb2.ListSeatAssignmentsResponse,
+    )
+    upgrade_subscription = Rpc(
+        "SeatService",
+        "UpgradeSubscription",
+        requests.upgrade_subscription,
+        seat_service_pb2.UpgradeSubscriptionResponse,
+        mutating=True,
+    )
+    preview_invoice = Rpc(
+        "SeatService", "PreviewInvoice", requests.preview_invoice, seat_service_pb2.PreviewInvoiceResponse
+    )
+    list_seat_events = Rpc(
+        "SeatService", "ListSeatEvents", requests.list_seat_events, seat_service_pb2.ListSeatEventsResponse
+    )
+
+    # ---- UserService ----------------------------------------------------------------------
+
+    create_user = Rpc(
+        "UserService", "CreateUser", requests.create_user, user_service_pb2.CreateUserResponse, mutating=True
+    )
+    get_user = Rpc("UserService", "GetUser", requests.get_user, user_service_pb2.GetUserResponse)
+    list_users = Rpc("UserService", "ListUsers", requests.list_users, user_service_pb2.ListUsersResponse)
+    update_user = Rpc(
+        "UserService", "UpdateUser", requests.update_user, user_service_pb2.UpdateUserResponse, mutating=True
+    )
+    delete_user = Rpc(
+        "UserService", "DeleteUser", requests.delete_user, user_service_pb2.DeleteUserResponse, mutating=True
+    )

@@ -1,0 +1,169 @@
+"""The asyncio client (grpc.aio): the same methods as SeatsClient, awaited.
+
+async with AsyncSeatsClient("127.0.0.1:50051", actor=owner_id) as seats:
+    await seats.assign_seat(account_id, user_id, "sales", "professional")
+    async for event in seats.watch_seat_events(account_id):
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+
+from . import errors, requests
+from ._api import Api
+from ._retry import RetryPolicy
+from .client import ACTOR_HEADER, DEFAULT_TARGET, RESUMABLE, Metadata
+from .v1 import resources_pb2, seat_service_pb2, seat_service_pb2_grpc, user_service_pb2_grpc
+
+
+class AsyncSeatsClient(Api):
+    """An asyncio client of the seat service over one grpc.aio channel."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        actor: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float | None = 10.0,
+        retry: RetryPolicy | None = None,
+        metadata: Metadata = (),
+        channel: grpc.aio.Channel | None = None,
+        interceptors: Sequence[Any] = (),
+    ) -> None:
+        """The arguments of SeatsClient; ``interceptors`` are grpc.aio client interceptors."""
+        self._owns_channel = channel is None
+        if channel is None:
+            channel = (
+                grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors) or None)
+                if credentials is not None
+                else grpc.aio.insecure_channel(target, interceptors=list(interceptors) or None)
+            )
+        self.channel = channel
+        self.actor = actor
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.extra_metadata = tuple(metadata)
+        self._stubs: dict[str, Any] = {
+            "SeatService": seat_service_pb2_grpc.SeatServiceStub(channel),
+            "UserService": user_service_pb2_grpc.UserServiceStub(channel),
+        }
+
+    async def __aenter__(self) -> AsyncSeatsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel, if this client made it."""
+        if self._owns_channel:
+            await self.channel.close(None)
+
+    def with_actor(self, actor: str | None) -> AsyncSeatsClient:
+        """The same client acting as another user (None: a system call), on the same channel."""
+        clone = object.__new__(AsyncSeatsClient)
+        clone.__dict__.update(self.__dict__)
+        clone.actor = actor
+        clone._owns_channel = False
+        return clone
+
+    def _metadata(self) -> Metadata:
+        if self.actor is None:
+            return self.extra_metadata
+        return (*self.extra_metadata, (ACTOR_HEADER, self.actor))
+
+    async def _invoke(self, service: str, method: str, request: Message) -> Message:
+        rpc = getattr(self._stubs[service], method)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await rpc(request, timeout=self.timeout, metadata=self._metadata())  # type: ignore[no-any-return]
+            except grpc.aio.AioRpcError as err:
+                if not self.retry.should_retry(err.code(), attempt):
+                    raise errors.from_rpc_error(err) from None
+            await asyncio.sleep(self.retry.delay(attempt))
+
+    # ---- paging (AIP-158) -----------------------------------------------------------------
+
+    async def iter_users(
+        self, account_id: str, *, hub: requests.HubLike | None = None, page_size: int = 100
+    ) -> AsyncIterator[resources_pb2.User]:
+        """Every user of the account (optionally holding a seat of ``hub``), page after page."""
+        token = ""
+        while True:
+            page = await self.list_users(account_id, hub=hub, page_size=page_size, page_token=token)
+            for user in page.users:
+                yield user
+            if not (token := page.next_page_token):
+                return
+
+    async def iter_seat_assignments(
+        self,
+        account_id: str,
+        *,
+        hub: requests.HubLike | None = None,
+        tier: requests.TierLike | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[resources_pb2.SeatAssignment]:
+        """Every seat assignment of the account, optionally of one hub and tier, page after page."""
+        token = ""
+        while True:
+            page = await self.list_seat_assignments(
+                account_id, hub=hub, tier=tier, page_size=page_size, page_token=token
+            )
+            for assignment in page.assignments:
+                yield assignment
+            if not (token := page.next_page_token):
+                return
+
+    async def iter_seat_events(
+        self, account_id: str, *, after_sequence: int = 0, page_size: int = 100
+    ) -> AsyncIterator[resources_pb2.SeatEvent]:
+        """The account's event log after ``after_sequence``, page after page (I4)."""
+        token = ""
+        while True:
+            page = await self.list_seat_events(
+                account_id, after_sequence=after_sequence, page_size=page_size, page_token=token
+            )
+            for event in page.events:
+                yield event
+            if not (token := page.next_page_token):
+                return
+
+    async def watch_seat_events(
+        self, account_id: str, *, after_sequence: int = 0, resume: bool = True, max_reconnects: int | None = None
+    ) -> AsyncIterator[resources_pb2.SeatEvent]:
+        """SeatsClient.watch_seat_events for asyncio: follows the log, resuming after the last
+        event it yielded when the stream breaks."""
+        cursor = after_sequence
+        failures = 0
+        stub = self._stubs["SeatService"]
+        while True:
+            request = seat_service_pb2.WatchSeatEventsRequest(account_id=account_id, after_sequence=cursor)
+            stream = stub.WatchSeatEvents(request, metadata=self._metadata())
+            try:
+                async for message in stream:
+                    failures = 0
+                    cursor = message.event.sequence
+                    yield message.event
+                return
+            except grpc.aio.AioRpcError as err:
+                failures += 1
+                if (
+                    not resume
+                    or err.code() not in RESUMABLE
+                    or (max_reconnects is not None and failures > max_reconnects)
+                ):
+                    raise errors.from_rpc_error(err) from None
+            finally:
+                stream.cancel()
+            await asyncio.sleep(self.retry.delay(min(failures, 8)))

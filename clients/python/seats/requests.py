@@ -1,0 +1,307 @@
+"""Request builders: one function per RPC, with keyword arguments and the rules it serves.
+The sync and asyncio clients expose each of them as a method of the same name and
+signature, so this is where the client's parameters are documented."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from .v1 import resources_pb2 as r
+from .v1 import seat_service_pb2 as s
+from .v1 import user_service_pb2 as u
+
+HubLike = int | str
+"""A hub: ``resources_pb2.HUB_SALES``, or a name like ``"sales"``, ``"SALES"``, ``"HUB_SALES"``."""
+TierLike = int | str
+"""A tier: ``resources_pb2.TIER_PROFESSIONAL``, or a name like ``"professional"``."""
+
+
+def to_hub(value: HubLike) -> r.Hub.ValueType:
+    """A Hub enum value from a number or a name."""
+    if isinstance(value, str):
+        name = value.strip().upper()
+        return r.Hub.Value(name if name.startswith("HUB_") else f"HUB_{name}")
+    return r.Hub.ValueType(value)
+
+
+def to_tier(value: TierLike) -> r.Tier.ValueType:
+    """A Tier enum value from a number or a name."""
+    if isinstance(value, str):
+        name = value.strip().upper()
+        return r.Tier.Value(name if name.startswith("TIER_") else f"TIER_{name}")
+    return r.Tier.ValueType(value)
+
+
+def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+# ---- SeatService ----------------------------------------------------------------------------
+
+
+def create_account(
+    display_name: str,
+    owner_email: str,
+    subscriptions: Iterable[tuple[HubLike, TierLike, int]],
+    *,
+    term_months: int = 12,
+    term_start: datetime | None = None,
+    owner_display_name: str = "",
+    request_id: str = "",
+) -> s.CreateAccountRequest:
+    """Creates an account with its pools and a super admin owner (a trusted system call: make
+    it from a client without an actor). ``subscriptions`` are ``(hub, tier, purchased_seats)``;
+    ``term_months`` is 1 or 12; ``term_start`` defaults to now and may lie in the past."""
+    request = s.CreateAccountRequest(
+        display_name=display_name,
+        owner_email=owner_email,
+        owner_display_name=owner_display_name,
+        subscriptions=[r.Subscription(hub=to_hub(h), tier=to_tier(t), purchased_seats=n) for h, t, n in subscriptions],
+        term_months=term_months,
+        request_id=request_id,
+    )
+    if term_start is not None:
+        request.term_start.CopyFrom(_timestamp(term_start))
+    return request
+
+
+def get_account(account_id: str) -> s.GetAccountRequest:
+    """Returns the account with its subscriptions and term dates."""
+    return s.GetAccountRequest(account_id=account_id)
+
+
+def get_seat_summary(account_id: str) -> s.GetSeatSummaryRequest:
+    """Returns every pool's included, purchased, assigned, available and pending counts (S17)."""
+    return s.GetSeatSummaryRequest(account_id=account_id)
+
+
+def purchase_seats(
+    account_id: str,
+    hub: HubLike,
+    tier: TierLike,
+    quantity: int,
+    *,
+    validate_only: bool = False,
+    request_id: str = "",
+) -> s.PurchaseSeatsRequest:
+    """Buys seats; they count at once and are charged pro rata for the rest of the term (S3).
+    Needs edit billing (S7). ``validate_only`` prices the purchase without making it."""
+    return s.PurchaseSeatsRequest(
+        account_id=account_id,
+        hub=to_hub(hub),
+        tier=to_tier(tier),
+        quantity=quantity,
+        validate_only=validate_only,
+        request_id=request_id,
+    )
+
+
+def schedule_seat_removal(
+    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, request_id: str = ""
+) -> s.ScheduleSeatRemovalRequest:
+    """Schedules unassigned purchased seats to leave at the renewal date (S4, S5); raises
+    SeatsAssigned when fewer are unassigned (S8). Needs edit billing."""
+    return s.ScheduleSeatRemovalRequest(
+        account_id=account_id, hub=to_hub(hub), tier=to_tier(tier), quantity=quantity, request_id=request_id
+    )
+
+
+def cancel_seat_removal(
+    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, request_id: str = ""
+) -> s.CancelSeatRemovalRequest:
+    """Keeps seats that were pending removal. Needs edit billing."""
+    return s.CancelSeatRemovalRequest(
+        account_id=account_id, hub=to_hub(hub), tier=to_tier(tier), quantity=quantity, request_id=request_id
+    )
+
+
+def assign_seat(
+    account_id: str,
+    user_id: str,
+    hub: HubLike,
+    tier: TierLike,
+    *,
+    purchase_if_needed: bool = False,
+    request_id: str = "",
+) -> s.AssignSeatRequest:
+    """Gives a user a seat (S13): the same seat again changes nothing, another tier of the hub
+    moves it, a seat pending removal is taken only when no other is free (S11). Raises
+    NoSeatAvailable on a full pool unless ``purchase_if_needed`` (S14, needs edit billing).
+    Needs account access (S12)."""
+    return s.AssignSeatRequest(
+        account_id=account_id,
+        user_id=user_id,
+        hub=to_hub(hub),
+        tier=to_tier(tier),
+        purchase_if_needed=purchase_if_needed,
+        request_id=request_id,
+    )
+
+
+def unassign_seat(account_id: str, user_id: str, hub: HubLike, *, request_id: str = "") -> s.UnassignSeatRequest:
+    """Takes a user's seat of a hub back into its pool, still billed until renewal (S18)."""
+    return s.UnassignSeatRequest(account_id=account_id, user_id=user_id, hub=to_hub(hub), request_id=request_id)
+
+
+def batch_update_seat_assignments(
+    account_id: str,
+    changes: Iterable[tuple[str, HubLike, TierLike | None]],
+    *,
+    validate_only: bool = False,
+    request_id: str = "",
+) -> s.BatchUpdateSeatAssignmentsRequest:
+    """Saves ``(user_id, hub, tier)`` changes all or nothing (S17); a tier of None unassigns."""
+    return s.BatchUpdateSeatAssignmentsRequest(
+        account_id=account_id,
+        changes=[
+            s.SeatChange(user_id=user_id, hub=to_hub(h), tier=to_tier(t) if t is not None else r.TIER_UNSPECIFIED)
+            for user_id, h, t in changes
+        ],
+        validate_only=validate_only,
+        request_id=request_id,
+    )
+
+
+def list_seat_assignments(
+    account_id: str,
+    *,
+    hub: HubLike | None = None,
+    tier: TierLike | None = None,
+    page_size: int = 0,
+    page_token: str = "",
+) -> s.ListSeatAssignmentsRequest:
+    """One page of seat assignments, optionally of one hub and tier."""
+    return s.ListSeatAssignmentsRequest(
+        account_id=account_id,
+        hub=to_hub(hub) if hub is not None else r.HUB_UNSPECIFIED,
+        tier=to_tier(tier) if tier is not None else r.TIER_UNSPECIFIED,
+        page_size=page_size,
+        page_token=page_token,
+    )
+
+
+def upgrade_subscription(
+    account_id: str,
+    hub: HubLike,
+    tier: TierLike,
+    *,
+    purchased_seats: int = 0,
+    assign_user_ids: Sequence[str] = (),
+    validate_only: bool = False,
+    request_id: str = "",
+) -> s.UpgradeSubscriptionRequest:
+    """Moves a hub to a higher tier, buying ``purchased_seats`` and giving the listed users a
+    seat; from TIER_FREE the free seats go at once (S6). Needs edit billing."""
+    return s.UpgradeSubscriptionRequest(
+        account_id=account_id,
+        hub=to_hub(hub),
+        tier=to_tier(tier),
+        purchased_seats=purchased_seats,
+        assign_user_ids=list(assign_user_ids),
+        validate_only=validate_only,
+        request_id=request_id,
+    )
+
+
+def preview_invoice(account_id: str) -> s.PreviewInvoiceRequest:
+    """This term's charges so far and the next renewal's lines (S9)."""
+    return s.PreviewInvoiceRequest(account_id=account_id)
+
+
+def list_seat_events(
+    account_id: str, *, after_sequence: int = 0, page_size: int = 0, page_token: str = ""
+) -> s.ListSeatEventsRequest:
+    """One page of the account's ordered event log (I4), after a sequence."""
+    return s.ListSeatEventsRequest(
+        account_id=account_id, after_sequence=after_sequence, page_size=page_size, page_token=page_token
+    )
+
+
+# ---- UserService ----------------------------------------------------------------------------
+
+
+def create_user(
+    account_id: str,
+    email: str,
+    *,
+    display_name: str = "",
+    super_admin: bool = False,
+    edit_billing: bool = False,
+    account_access: bool = False,
+    seats: Iterable[tuple[HubLike, TierLike]] = (),
+    purchase_if_needed: bool = False,
+    request_id: str = "",
+) -> u.CreateUserRequest:
+    """Creates a user; ``seats`` are ``(hub, tier)`` pairs given in the same call, at most one
+    per hub (S15, S16). Raises EmailTaken for an email in use. Needs account access."""
+    return u.CreateUserRequest(
+        account_id=account_id,
+        email=email,
+        display_name=display_name,
+        permissions=r.Permissions(super_admin=super_admin, edit_billing=edit_billing, account_access=account_access),
+        seats=[r.SeatRef(hub=to_hub(h), tier=to_tier(t)) for h, t in seats],
+        purchase_if_needed=purchase_if_needed,
+        request_id=request_id,
+    )
+
+
+def get_user(account_id: str, user_id: str) -> u.GetUserRequest:
+    """Returns a user with its seats and etag."""
+    return u.GetUserRequest(account_id=account_id, user_id=user_id)
+
+
+def list_users(
+    account_id: str, *, hub: HubLike | None = None, page_size: int = 0, page_token: str = ""
+) -> u.ListUsersRequest:
+    """One page of users, optionally only those holding a seat of a hub."""
+    return u.ListUsersRequest(
+        account_id=account_id,
+        hub=to_hub(hub) if hub is not None else r.HUB_UNSPECIFIED,
+        page_size=page_size,
+        page_token=page_token,
+    )
+
+
+def update_user(
+    account_id: str,
+    user_id: str,
+    *,
+    email: str | None = None,
+    display_name: str | None = None,
+    super_admin: bool | None = None,
+    edit_billing: bool | None = None,
+    account_access: bool | None = None,
+    etag: str = "",
+    request_id: str = "",
+) -> u.UpdateUserRequest:
+    """Changes only the fields given (an update mask of them). With ``etag``, raises
+    EtagMismatch when the user changed since it was read (AIP-154)."""
+    user = r.User(account_id=account_id, user_id=user_id)
+    paths: list[str] = []
+    if email is not None:
+        user.email, paths = email, [*paths, "email"]
+    if display_name is not None:
+        user.display_name, paths = display_name, [*paths, "display_name"]
+    for name, value in (
+        ("super_admin", super_admin),
+        ("edit_billing", edit_billing),
+        ("account_access", account_access),
+    ):
+        if value is not None:
+            setattr(user.permissions, name, value)
+            paths.append(f"permissions.{name}")
+    if not paths:
+        raise ValueError("update_user needs at least one field to change")
+    return u.UpdateUserRequest(
+        user=user, update_mask=field_mask_pb2.FieldMask(paths=paths), etag=etag, request_id=request_id
+    )
+
+
+def delete_user(account_id: str, user_id: str, *, etag: str = "", request_id: str = "") -> u.DeleteUserRequest:
+    """Deletes a user; raises UserHoldsSeats while it holds a seat (S10)."""
+    return u.DeleteUserRequest(account_id=account_id, user_id=user_id, etag=etag, request_id=request_id)
