@@ -8,16 +8,22 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.served import COMMAND_SECONDS, REPO, grpcurl_executable, serving
 
 
-def walkthrough() -> str:
+def block(name: str, language: str = "sh") -> str:
+    """The code block of README.md between the <!-- name:start --> and <!-- name:end --> markers."""
     readme = (REPO / "README.md").read_text()
-    found = re.search(r"<!-- walkthrough:start -->\n```sh\n(.*?)```\n<!-- walkthrough:end -->", readme, re.S)
-    assert found, "README.md has no walk-through block"
+    found = re.search(rf"<!-- {name}:start -->\n```{language}\n(.*?)```\n<!-- {name}:end -->", readme, re.S)
+    assert found, f"README.md has no {name} block"
     return found.group(1)
+
+
+def walkthrough() -> str:
+    return block("walkthrough")
 
 
 def json_documents(text: str) -> list[dict[str, object]]:
@@ -30,22 +36,26 @@ def json_documents(text: str) -> list[dict[str, object]]:
     return docs
 
 
+def run_shell(script: str, server_address: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "SEATS_ADDRESS": server_address,
+        "PATH": f"{Path(grpcurl_executable()).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS * 2,
+        check=False,
+    )
+
+
 def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     with serving(tmp_path) as server:
-        env = {
-            **os.environ,
-            "SEATS_ADDRESS": server.address,
-            "PATH": f"{Path(grpcurl_executable()).parent}{os.pathsep}{os.environ['PATH']}",
-        }
-        done = subprocess.run(
-            ["bash", "-e", "-c", walkthrough()],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_SECONDS * 2,
-            check=False,
-        )
+        done = run_shell(walkthrough(), server.address, tmp_path)
     assert done.returncode == 0, f"the walk-through failed:\n{done.stdout}\n{done.stderr}"
     # Step 4 is the one refusal: the pool was full.
     assert done.stderr.count("Code: FailedPrecondition") == 1
@@ -75,3 +85,81 @@ def test_readme_lists_an_existing_test_for_every_rule_and_invariant() -> None:
         for path, name in listed:
             assert f"def {name}(" in (REPO / path).read_text(), f"README.md names {path}::{name}, which does not exist"
             assert name.startswith(f"test_{rule.lower()}_") or name.startswith("test_i1_i2_"), name
+
+
+def test_readme_shows_every_rpc_as_a_grpcurl_call_and_each_runs(tmp_path: Path) -> None:
+    from seats.v1 import seat_service_pb2, user_service_pb2
+
+    script = walkthrough() + block("every-rpc")
+    for module in (seat_service_pb2, user_service_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                assert f"{service.name}/{method.name}" in script, f"README.md shows no grpcurl call of {method.name}"
+    with serving(tmp_path) as server:
+        done = run_shell(script, server.address, tmp_path)
+    assert done.returncode == 0, f"the grpcurl calls failed:\n{done.stdout}\n{done.stderr}"
+    # Every call but the two that are meant to stop (the full pool, the watch's -max-time) answered.
+    assert done.stderr.count("ERROR:") == 2
+    assert "Code: DeadlineExceeded" in done.stderr
+    replies = json_documents(done.stdout)
+    assert any(r.get("user", {}).get("display_name") == "Cy Young" for r in replies)  # type: ignore[union-attr]
+    outcomes = [x["outcome"] for r in replies for x in r.get("results", [])]  # type: ignore[union-attr]
+    assert outcomes == ["SEAT_CHANGE_OUTCOME_ASSIGNED", "SEAT_CHANGE_OUTCOME_UNASSIGNED"]
+    watched = [int(r["event"]["sequence"]) for r in replies if "event" in r]  # type: ignore[index]
+    assert watched and watched == list(range(21, 21 + len(watched)))
+
+
+def run_client_example(python: str, server_address: str, cwd: Path) -> str:
+    done = subprocess.run(
+        [python, "-c", block("client-example", "python")],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SEATS_TARGET": server_address},
+        timeout=COMMAND_SECONDS,
+        check=False,
+    )
+    assert done.returncode == 0, f"the client example failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def check_client_example_output(out: str) -> None:
+    lines = out.splitlines()
+    assert "refused: NO_SEAT_AVAILABLE 1" in lines
+    assert "charged: 20 USD" in lines  # a month of Sales Starter, bought at the start of the term
+    assert "pool: 1 purchased, 2 assigned" in lines
+    assert "users: ['owner@globex.test', 'ann@globex.test', 'bob@globex.test']" in lines
+    assert "events: [1, 2, 3, 4, 5, 6, 7, 8]" in lines
+
+
+def test_readme_client_example_runs(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        check_client_example_output(run_client_example(sys.executable, server.address, tmp_path))
+
+
+def test_readme_client_example_runs_with_only_the_client_distribution(tmp_path: Path) -> None:
+    """The client distribution stands alone: a fresh virtual environment with only it (and
+    what it depends on) installed runs the README example; the server package is not there."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=COMMAND_SECONDS)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO / "clients" / "python")],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS * 5,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    probe = subprocess.run(
+        [python, "-c", "import importlib.util as u; print(u.find_spec('service'), u.find_spec('peewee'))"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+        check=True,
+    )
+    assert probe.stdout.split() == ["None", "None"]
+    assert (venv / "bin" / "seatctl").exists()
+    with serving(tmp_path) as server:
+        check_client_example_output(run_client_example(python, server.address, tmp_path))
