@@ -460,6 +460,7 @@ class SeatDomain:
                 Kind.PERMISSION_DENIED,
                 "SYSTEM_CALL_ONLY",
                 "accounts are created by trusted system calls, without an acting user",
+                {"actor": call.actor},
             )
         display_name = _text("display_name", spec.display_name, required=True)
         email = _email("owner_email", spec.owner_email)
@@ -1016,7 +1017,9 @@ class SeatDomain:
                     if unit.actor is not None and not unit.actor.permissions.super_admin:
                         raise permission_missing("super_admin", "take super admin away")
                     if user_id == unit.account.owner_user_id:
-                        raise precondition("OWNER_STAYS_SUPER_ADMIN", user_id, "the account owner stays a super admin")
+                        raise precondition(
+                            "OWNER_STAYS_SUPER_ADMIN", user_id, "the account owner stays a super admin", user_id=user_id
+                        )
             email = new_email if new_email is not None else user.email
             if email.casefold() != user.email.casefold():
                 owner = self.store.email_owner(account_id, email.casefold())
@@ -1053,7 +1056,9 @@ class SeatDomain:
                 raise user_not_found(user_id)
             _check_etag(user, etag)
             if user_id == unit.account.owner_user_id:
-                raise precondition("OWNER_NOT_DELETABLE", user_id, "the account owner cannot be deleted")
+                raise precondition(
+                    "OWNER_NOT_DELETABLE", user_id, "the account owner cannot be deleted", user_id=user_id
+                )
             if user.seats:  # S10
                 hubs = ",".join(s.hub.name for s in user.seats)
                 raise precondition(

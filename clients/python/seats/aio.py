@@ -39,6 +39,8 @@ class AsyncSeatsClient(Api):
         interceptors: Sequence[Any] = (),
     ) -> None:
         """The arguments of SeatsClient; ``interceptors`` are grpc.aio client interceptors."""
+        if channel is not None and interceptors:
+            raise ValueError("grpc.aio cannot add interceptors to a channel you made: create it with them")
         self._owns_channel = channel is None
         if channel is None:
             channel = (
@@ -88,8 +90,9 @@ class AsyncSeatsClient(Api):
             try:
                 return await rpc(request, timeout=self.timeout, metadata=self._metadata())  # type: ignore[no-any-return]
             except grpc.aio.AioRpcError as err:
-                if not self.retry.should_retry(err.code(), attempt):
-                    raise errors.from_rpc_error(err) from None
+                error = errors.from_rpc_error(err)
+                if not self.retry.should_retry(error, attempt):
+                    raise error from None
             await asyncio.sleep(self.retry.delay(attempt))
 
     # ---- paging (AIP-158) -----------------------------------------------------------------

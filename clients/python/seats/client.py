@@ -101,9 +101,9 @@ class SeatsClient(Api):
             try:
                 return rpc(request, timeout=self.timeout, metadata=self._metadata())  # type: ignore[no-any-return]
             except grpc.RpcError as err:
-                code = err.code() if isinstance(err, grpc.Call) else None
-                if not self.retry.should_retry(code, attempt):
-                    raise errors.from_rpc_error(err) from None
+                error = errors.from_rpc_error(err)
+                if not self.retry.should_retry(error, attempt):
+                    raise error from None
             time.sleep(self.retry.delay(attempt))
 
     # ---- paging (AIP-158) -----------------------------------------------------------------

@@ -103,6 +103,10 @@ class Internal(SeatsError):
     status_code = grpc.StatusCode.INTERNAL
 
 
+class Unknown(SeatsError):
+    status_code = grpc.StatusCode.UNKNOWN
+
+
 # ---- by reason ------------------------------------------------------------------------------
 
 
@@ -239,7 +243,9 @@ BY_CODE: dict[grpc.StatusCode, type[SeatsError]] = {
 
 def from_rpc_error(error: grpc.RpcError) -> SeatsError:
     """The SeatsError for a failed call, with the details of its google.rpc.Status."""
-    call: grpc.Call = error  # type: ignore[assignment]
+    if not callable(getattr(error, "code", None)):  # a bare RpcError, e.g. from an interceptor
+        return Unknown(grpc.StatusCode.UNKNOWN, "", str(error))
+    call: grpc.Call = error  # type: ignore[assignment]  # grpc.Call, or grpc.aio.AioRpcError alike
     code = call.code()
     message = call.details() or ""
     reason = ""

@@ -1,0 +1,1048 @@
+"""seatctl: the seat service from a shell, one subcommand per everyday task.
+
+    # An account (a trusted system call: no actor), then act as its owner, a super admin.
+    seatctl accounts create --name Acme --owner-email owner@acme.test \\
+        --subscription sales:professional:1 --subscription service:starter:0
+    export SEATS_ACCOUNT=acc_... SEATS_ACTOR=usr_...      # the ids it printed
+
+    seatctl seats summary                                 # every pool and the renewal date
+    seatctl users create --email ann@acme.test --seat sales:professional
+    seatctl seats assign --user usr_... --hub sales --tier professional --buy
+    seatctl seats buy --hub sales --tier professional --quantity 2 --validate-only
+    seatctl seats remove --hub sales --tier professional --quantity 1
+    seatctl seats unassign --user usr_... --hub sales
+    seatctl users delete --user usr_...
+    seatctl events tail --after 10 --follow               # Ctrl-C stops it (exit 0)
+    seatctl --json invoice preview | jq .next_renewal_total
+
+Global options go before or after the subcommand: --target (env SEATS_TARGET, default
+127.0.0.1:50051), --actor (env SEATS_ACTOR; left out, the call is a trusted system call;
+``--actor ''`` forces one), --json, --timeout. Commands on an account take --account (env
+SEATS_ACCOUNT). ``accounts create`` is a system call: it does not read SEATS_ACTOR.
+
+--json prints the RPC's response as proto3 JSON with the proto field names (int64 values
+such as event sequences are strings, as proto3 JSON has them); list commands print one
+object holding every page; ``events tail`` prints one event object per line.
+
+Exit codes: 0 done; 1 the service refused the call (one line on stderr: ``seatctl: REASON:
+message (hint)``, and with --json an {"error": ...} object on stdout); 2 a usage error;
+3 the service could not be reached (UNAVAILABLE or DEADLINE_EXCEEDED after one retry);
+130 interrupted (Ctrl-C), except ``events tail --follow``, for which Ctrl-C is the way to
+stop and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import money_pb2
+
+from . import errors
+from ._retry import RetryPolicy
+from .client import DEFAULT_TARGET, SeatsClient
+from .requests import to_hub, to_tier
+from .v1 import resources_pb2 as r
+
+PROG = "seatctl"
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+"""Codes that mean the service could not answer (exit 3) rather than that it refused (exit 1)."""
+
+CLI_RETRY = RetryPolicy(max_attempts=2, initial_backoff=0.1, max_backoff=0.5)
+"""One retry, soon: a person at a shell wants a quick answer when the server is down."""
+
+FOLLOW_MAX_RECONNECTS = 10
+"""A follow survives a server restart, but gives up (exit 3) after this many failed reconnects in a row."""
+
+PAGE_SIZE = 500
+"""Page size of the list commands; they print every page."""
+
+ID_WIDTH = 27
+"""Width of a server-made id such as usr_0199a2b3c4d5e6f7a8b9c0d1e2: event lines pad ids to it."""
+
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF"}
+    | {"XPF"}
+)
+THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+NANOS = 1_000_000_000
+
+
+# ---- argument types -------------------------------------------------------------------------
+
+
+def hub_arg(text: str) -> int:
+    """A hub from ``sales``, ``SALES`` or ``HUB_SALES``."""
+    try:
+        hub = to_hub(text)
+    except ValueError:
+        hub = r.HUB_UNSPECIFIED
+    if hub == r.HUB_UNSPECIFIED:
+        raise argparse.ArgumentTypeError(f"unknown hub {text!r}: use sales or service")
+    return int(hub)
+
+
+def tier_arg(text: str) -> int:
+    """A tier from ``professional``, ``PROFESSIONAL`` or ``TIER_PROFESSIONAL``."""
+    try:
+        tier = to_tier(text)
+    except ValueError:
+        tier = r.TIER_UNSPECIFIED
+    if tier == r.TIER_UNSPECIFIED:
+        raise argparse.ArgumentTypeError(f"unknown tier {text!r}: use free, starter, professional or enterprise")
+    return int(tier)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 86_400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds and less than a day: {text!r}")
+    return value
+
+
+def subscription_arg(text: str) -> tuple[int, int, int]:
+    """``HUB:TIER[:PURCHASED]``, e.g. ``sales:professional:1``; purchased seats default to 0."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"expected HUB:TIER[:PURCHASED], e.g. sales:professional:1, not {text!r}")
+    purchased = non_negative_int(parts[2]) if len(parts) == 3 else 0
+    return hub_arg(parts[0]), tier_arg(parts[1]), purchased
+
+
+def seat_arg(text: str) -> tuple[int, int]:
+    """``HUB:TIER``, e.g. ``sales:professional``."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected HUB:TIER, e.g. sales:professional, not {text!r}")
+    return hub_arg(parts[0]), tier_arg(parts[1])
+
+
+def datetime_arg(text: str) -> datetime:
+    """An ISO 8601 date or time; without a zone it is UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+
+def hub_name(hub: int) -> str:
+    """``HUB_SALES`` -> ``Sales``; ``-`` for none."""
+    return _enum_title(r.Hub.Name, hub, "HUB_")
+
+
+def tier_name(tier: int) -> str:
+    """``TIER_PROFESSIONAL`` -> ``Professional``; ``-`` for none."""
+    return _enum_title(r.Tier.Name, tier, "TIER_")
+
+
+def _enum_title(name_of: Callable[[Any], str], value: int, prefix: str) -> str:
+    if value == 0:
+        return "-"
+    try:
+        return name_of(value).removeprefix(prefix).replace("_", " ").title()
+    except ValueError:  # a value newer than this client
+        return str(value)
+
+
+def event_type_name(value: int) -> str:
+    """``SEAT_EVENT_TYPE_SEAT_ASSIGNED`` -> ``SEAT_ASSIGNED``."""
+    return _enum_short(r.SeatEventType.Name, value, "SEAT_EVENT_TYPE_")
+
+
+def charge_kind_name(value: int) -> str:
+    """``CHARGE_KIND_PRORATED_SEATS`` -> ``PRORATED_SEATS``."""
+    return _enum_short(r.ChargeKind.Name, value, "CHARGE_KIND_")
+
+
+def _enum_short(name_of: Callable[[Any], str], value: int, prefix: str) -> str:
+    try:
+        return name_of(value).removeprefix(prefix)
+    except ValueError:
+        return str(value)
+
+
+def pool_name(hub: int, tier: int) -> str:
+    return f"{hub_name(hub)} {tier_name(tier)}"
+
+
+def format_time(message: Message, field: str) -> str:
+    """A timestamp field as ISO 8601 UTC to the second, ``-`` when unset."""
+    if not message.HasField(field):
+        return "-"
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def minor_digits(currency_code: str) -> int:
+    if currency_code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    return 3 if currency_code in THREE_DECIMAL_CURRENCIES else 2
+
+
+def format_money(money: money_pb2.Money) -> str:
+    """``USD 1,080.00`` from units and nanos, in integers (I6): the currency's minor digits, and
+    more only when the amount has finer parts."""
+    total = money.units * NANOS + money.nanos
+    sign = "-" if total < 0 else ""
+    whole, fraction = divmod(abs(total), NANOS)
+    digits = f"{fraction:09d}".rstrip("0").ljust(minor_digits(money.currency_code), "0")
+    amount = f"{whole:,}.{digits}" if digits else f"{whole:,}"
+    return f"{money.currency_code} {sign}{amount}".strip()
+
+
+def format_money_field(message: Message, field: str) -> str:
+    if not message.HasField(field):
+        return "-"
+    money: money_pb2.Money = getattr(message, field)
+    return format_money(money)
+
+
+def permissions_text(permissions: r.Permissions) -> str:
+    names = [
+        name
+        for name, held in (
+            ("super_admin", permissions.super_admin),
+            ("edit_billing", permissions.edit_billing),
+            ("account_access", permissions.account_access),
+        )
+        if held
+    ]
+    return ",".join(names) or "-"
+
+
+def seats_text(seats: Iterable[r.SeatRef]) -> str:
+    return ", ".join(pool_name(seat.hub, seat.tier) for seat in seats) or "-"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Iterable[int] = ()) -> list[str]:
+    """Plain-text columns two spaces apart; the columns in ``right`` (numbers, money) align right."""
+    right_aligned = frozenset(right)
+    widths = [max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in right_aligned else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(headers), *(line(row) for row in rows)]
+
+
+def key_values(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    width = max(len(key) for key, _ in pairs)
+    return [f"{key.ljust(width)}  {value}".rstrip() for key, value in pairs]
+
+
+POOL_HEADERS = ("HUB", "TIER", "INCLUDED", "PURCHASED", "ASSIGNED", "AVAILABLE", "PENDING REMOVAL", "REMOVAL DATE")
+
+
+def pool_rows(pools: Iterable[r.SeatPool]) -> list[list[str]]:
+    return [
+        [
+            hub_name(pool.hub),
+            tier_name(pool.tier),
+            str(pool.included),
+            str(pool.purchased),
+            str(pool.assigned),
+            str(pool.available),
+            str(pool.pending_removal),
+            format_time(pool, "removal_effective_time"),
+        ]
+        for pool in pools
+    ]
+
+
+def pool_table(pools: Iterable[r.SeatPool]) -> list[str]:
+    return table(POOL_HEADERS, pool_rows(pools), right=range(2, 7))
+
+
+def charge_line(charge: r.Charge) -> str:
+    text = f"charge  {format_money_field(charge, 'amount')}"
+    return f"{text}  ({charge.description})" if charge.description else text
+
+
+EVENT_HEADER = (
+    f"{'SEQ':>6}  {'TIME':<20}  {'TYPE':<22}  {'ACTOR':<{ID_WIDTH}}  {'POOL':<18}  {'USER':<{ID_WIDTH}}  "
+    f"{'QTY':>4}  COUNTS incl/purch/asgn/pend before -> after"
+)
+
+
+def counts_text(counts: r.PoolCounts) -> str:
+    return f"{counts.included}/{counts.purchased}/{counts.assigned}/{counts.pending_removal}"
+
+
+def event_line(event: r.SeatEvent) -> str:
+    """One event on one line, in fixed columns, so that a follow stays aligned as events arrive."""
+    pool = f"{hub_name(event.hub)}/{tier_name(event.tier)}" if event.hub else "-"
+    if event.previous_tier:
+        pool = f"{hub_name(event.hub)}/{tier_name(event.previous_tier)}>{tier_name(event.tier)}"
+    counts = "-"
+    if event.hub:  # only pool events carry counts; the others hold zeros
+        before = counts_text(event.before) if event.HasField("before") else "-"
+        after = counts_text(event.after) if event.HasField("after") else "-"
+        counts = f"{before} -> {after}"
+    return (
+        f"{event.sequence:>6}  {format_time(event, 'event_time'):<20}  {event_type_name(event.type):<22}  "
+        f"{event.actor or '-':<{ID_WIDTH}}  {pool:<18}  {event.user_id or '-':<{ID_WIDTH}}  "
+        f"{event.quantity or '-':>4}  {counts}"
+    ).rstrip()
+
+
+# ---- output ---------------------------------------------------------------------------------
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    """proto3 JSON of a message, with the proto field names and the fields at their defaults."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def print_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a command needs: the client, its arguments and the global settings."""
+
+    client: SeatsClient
+    args: argparse.Namespace
+    as_json: bool
+    target: str
+    timeout: float
+    account: str
+
+
+Command = Callable[[Context], int]
+
+
+def accounts_create(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.create_account(
+        args.name,
+        args.owner_email,
+        args.subscription,
+        term_months=args.term_months,
+        term_start=args.term_start,
+        owner_display_name=args.owner_name or "",
+    )
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    account = response.account
+    pairs = [
+        ("account", account.account_id),
+        ("name", account.display_name),
+        ("owner user", f"{account.owner_user_id}  (a super admin: pass it as --actor)"),
+        ("term", f"{format_time(account, 'term_start')} -> {format_time(account, 'renewal_time')}"),
+        ("renewal date", format_time(account, "renewal_time")),
+    ]
+    total = sum_money(charge.amount for charge in response.charges)
+    if total is not None:
+        pairs.append(("first term", format_money(total)))
+    print_lines(key_values(pairs))
+    print(f"\nnext: export SEATS_ACCOUNT={account.account_id} SEATS_ACTOR={account.owner_user_id}")
+    return EXIT_OK
+
+
+def sum_money(amounts: Iterable[money_pb2.Money]) -> money_pb2.Money | None:
+    """The exact sum of amounts of one currency; None when they mix currencies or there are none."""
+    listed = list(amounts)
+    if not listed or len({m.currency_code for m in listed}) != 1:
+        return None
+    total = sum(m.units * NANOS + m.nanos for m in listed)
+    units = abs(total) // NANOS * (1 if total >= 0 else -1)
+    return money_pb2.Money(currency_code=listed[0].currency_code, units=units, nanos=total - units * NANOS)
+
+
+def accounts_show(ctx: Context) -> int:
+    account = ctx.client.get_account(ctx.account).account
+    if ctx.as_json:
+        print_json(message_dict(account))
+        return EXIT_OK
+    print_lines(
+        key_values(
+            [
+                ("account", account.account_id),
+                ("name", account.display_name),
+                ("owner user", account.owner_user_id),
+                ("term", f"{account.term_months} months"),
+                ("term start", format_time(account, "term_start")),
+                ("renewal date", format_time(account, "renewal_time")),
+                ("currency", account.currency_code),
+                ("created", format_time(account, "create_time")),
+            ]
+        )
+    )
+    print()
+    rows = [
+        [hub_name(sub.hub), tier_name(sub.tier), str(sub.included_seats), str(sub.purchased_seats)]
+        for sub in account.subscriptions
+    ]
+    print_lines(table(("HUB", "TIER", "INCLUDED", "PURCHASED"), rows, right=(2, 3)))
+    return EXIT_OK
+
+
+def seats_summary(ctx: Context) -> int:
+    summary = ctx.client.get_seat_summary(ctx.account)
+    if ctx.as_json:
+        print_json(message_dict(summary))
+        return EXIT_OK
+    print_lines(pool_table(summary.pools))
+    print()
+    print_lines(
+        key_values(
+            [("term start", format_time(summary, "term_start")), ("renewal date", format_time(summary, "renewal_time"))]
+        )
+    )
+    return EXIT_OK
+
+
+def seats_buy(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.purchase_seats(
+        ctx.account, args.hub, args.tier, args.quantity, validate_only=args.validate_only
+    )
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    what = f"{args.quantity} {pool_name(args.hub, args.tier)} seat{'s' if args.quantity != 1 else ''}"
+    if args.validate_only:
+        print(f"validate only: buying {what} is allowed; nothing was bought. The pool would be:")
+    else:
+        print(f"bought {what}; the pool now:")
+    print_lines(pool_table([response.pool]))
+    if response.HasField("charge"):
+        print(charge_line(response.charge))
+    return EXIT_OK
+
+
+def seats_remove(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.schedule_seat_removal(ctx.account, args.hub, args.tier, args.quantity)
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    when = format_time(response.pool, "removal_effective_time")
+    print(
+        f"scheduled {args.quantity} {pool_name(args.hub, args.tier)} seat(s) for removal at {when}; "
+        "they are billed until then (S9)"
+    )
+    print_lines(pool_table([response.pool]))
+    return EXIT_OK
+
+
+def seats_cancel_removal(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.cancel_seat_removal(ctx.account, args.hub, args.tier, args.quantity)
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    print(f"kept {args.quantity} {pool_name(args.hub, args.tier)} seat(s) that were pending removal")
+    print_lines(pool_table([response.pool]))
+    return EXIT_OK
+
+
+def seats_assign(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.assign_seat(ctx.account, args.user, args.hub, args.tier, purchase_if_needed=args.buy)
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    seat = pool_name(args.hub, args.tier)
+    if not response.changed:
+        print(f"{args.user} already holds a {seat} seat; nothing changed")
+    elif response.previous_tier:
+        print(
+            f"moved {args.user}'s {hub_name(args.hub)} seat from {tier_name(response.previous_tier)} "
+            f"to {tier_name(args.tier)}"
+        )
+    else:
+        print(f"assigned a {seat} seat to {args.user}")
+    if response.HasField("charge"):
+        print(f"bought a seat with the grant: {charge_line(response.charge)}")
+    print_lines(pool_table([response.pool]))
+    return EXIT_OK
+
+
+def seats_unassign(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.unassign_seat(ctx.account, args.user, args.hub)
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    print(
+        f"took {args.user}'s {hub_name(args.hub)} seat back into its pool; it stays billed until the renewal date (S18)"
+    )
+    print_lines(pool_table([response.pool]))
+    return EXIT_OK
+
+
+def seats_list(ctx: Context) -> int:
+    args = ctx.args
+    assignments = list(ctx.client.iter_seat_assignments(ctx.account, hub=args.hub, tier=args.tier, page_size=PAGE_SIZE))
+    if ctx.as_json:
+        print_json({"assignments": [message_dict(a) for a in assignments]})
+        return EXIT_OK
+    rows = [[a.user_id, hub_name(a.hub), tier_name(a.tier), format_time(a, "assign_time")] for a in assignments]
+    print_lines(table(("USER", "HUB", "TIER", "ASSIGNED"), rows))
+    print(f"{len(rows)} seat(s) assigned")
+    return EXIT_OK
+
+
+def user_lines(user: r.User) -> list[str]:
+    return key_values(
+        [
+            ("user", user.user_id),
+            ("email", user.email),
+            ("name", user.display_name),
+            ("permissions", permissions_text(user.permissions)),
+            ("seats", seats_text(user.seats)),
+            ("etag", user.etag),
+            ("created", format_time(user, "create_time")),
+            ("updated", format_time(user, "update_time")),
+        ]
+    )
+
+
+def users_create(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.create_user(
+        ctx.account,
+        args.email,
+        display_name=args.name or "",
+        super_admin=args.super_admin,
+        edit_billing=args.edit_billing,
+        account_access=args.account_access,
+        seats=args.seat,
+        purchase_if_needed=args.buy,
+    )
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    print_lines(user_lines(response.user))
+    for charge in response.charges:
+        print(f"bought a seat with the grant: {charge_line(charge)}")
+    return EXIT_OK
+
+
+def users_list(ctx: Context) -> int:
+    users = list(ctx.client.iter_users(ctx.account, hub=ctx.args.hub, page_size=PAGE_SIZE))
+    if ctx.as_json:
+        print_json({"users": [message_dict(user) for user in users]})
+        return EXIT_OK
+    rows = [
+        [user.user_id, user.email, user.display_name, permissions_text(user.permissions), seats_text(user.seats)]
+        for user in users
+    ]
+    print_lines(table(("USER", "EMAIL", "NAME", "PERMISSIONS", "SEATS"), rows))
+    print(f"{len(rows)} user(s)")
+    return EXIT_OK
+
+
+def users_show(ctx: Context) -> int:
+    user = ctx.client.get_user(ctx.account, ctx.args.user).user
+    if ctx.as_json:
+        print_json(message_dict(user))
+        return EXIT_OK
+    print_lines(user_lines(user))
+    return EXIT_OK
+
+
+def users_delete(ctx: Context) -> int:
+    response = ctx.client.delete_user(ctx.account, ctx.args.user, etag=ctx.args.etag or "")
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    print(f"deleted user {ctx.args.user}")
+    return EXIT_OK
+
+
+def events_tail(ctx: Context) -> int:
+    after = ctx.args.after
+    if ctx.args.follow:
+        events = ctx.client.watch_seat_events(ctx.account, after_sequence=after, max_reconnects=FOLLOW_MAX_RECONNECTS)
+    else:
+        events = ctx.client.iter_seat_events(ctx.account, after_sequence=after, page_size=PAGE_SIZE)
+    if not ctx.as_json:
+        print(EVENT_HEADER, flush=True)
+    try:
+        for event in events:
+            if ctx.as_json:
+                print(json.dumps(message_dict(event)), flush=True)
+            else:
+                print(event_line(event), flush=True)
+    except KeyboardInterrupt:
+        if ctx.args.follow:  # the way to stop a follow: not an error
+            return EXIT_OK
+        raise
+    return EXIT_OK
+
+
+def invoice_preview(ctx: Context) -> int:
+    preview = ctx.client.preview_invoice(ctx.account)
+    if ctx.as_json:
+        print_json(message_dict(preview))
+        return EXIT_OK
+    print(f"current term  {format_time(preview, 'term_start')} -> {format_time(preview, 'renewal_time')}")
+    charged = [
+        [
+            format_time(charge, "charge_time"),
+            charge_kind_name(charge.kind),
+            pool_name(charge.hub, charge.tier),
+            str(charge.quantity or "-"),
+            format_money_field(charge, "unit_price"),
+            format_money_field(charge, "amount"),
+            charge.description,
+        ]
+        for charge in preview.current_term_charges
+    ]
+    print_lines(
+        table(("CHARGED", "KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"), charged, right=(3, 4, 5))
+    )
+    print(f"current term total  {format_money_field(preview, 'current_term_total')}")
+    print()
+    print(f"next renewal  {format_time(preview, 'renewal_time')}")
+    lines = [
+        [
+            charge_kind_name(line.kind),
+            pool_name(line.hub, line.tier),
+            str(line.quantity or "-"),
+            format_money_field(line, "unit_price"),
+            format_money_field(line, "amount"),
+            line.description,
+        ]
+        for line in preview.next_renewal_lines
+    ]
+    print_lines(table(("KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"), lines, right=(2, 3, 4)))
+    print(f"next renewal total  {format_money_field(preview, 'next_renewal_total')}")
+    return EXIT_OK
+
+
+# ---- refusals -------------------------------------------------------------------------------
+
+
+def hint(err: errors.SeatsError, ctx: Context) -> str:
+    """What to do about a refusal, for the reasons a person meets at a shell; empty when there is
+    nothing better to say than the message."""
+    reason = err.reason
+    if reason == "PERMISSION_MISSING":
+        permission = err.metadata.get("permission", "needed")
+        return f"ask a user with the {permission} permission, or pass --actor with the id of one"
+    if reason == "INVALID_FIELD":
+        fields = ", ".join(dict.fromkeys(v.field for v in err.field_violations if v.field))
+        return f"check {fields}" if fields else "check the arguments"
+    if reason == "STORE_UNAVAILABLE":
+        return "the server cannot reach its database; try again later"
+    if reason == "SHUTTING_DOWN":
+        return "the server is stopping; try again when it is back"
+    if err.code == grpc.StatusCode.UNAVAILABLE:
+        return f"is the server running at {ctx.target}?"
+    if err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return (
+            f"no answer from {ctx.target} within {ctx.timeout:g}s: is the server running there? --timeout waits longer"
+        )
+    return {
+        "NO_SEAT_AVAILABLE": "buy a seat with `seatctl seats buy` or pass --buy",
+        "SEATS_ASSIGNED": "unassign seats first",
+        "USER_HOLDS_SEATS": "unassign the user's seats first, with `seatctl seats unassign`",
+        "ACTOR_NOT_IN_ACCOUNT": f"pass as --actor the id of a user of account {ctx.account or '(none)'}",
+        "SYSTEM_CALL_ONLY": "creating an account is a trusted system call: leave out --actor",
+        "NOT_SUBSCRIBED": "the account has no such pool: upgrade the subscription, or see `seatctl seats summary`",
+        "TIER_NOT_PURCHASABLE": "free seats cannot be bought: upgrade the hub to a paid tier",
+        "NOT_PENDING_REMOVAL": "see the pending counts with `seatctl seats summary`",
+        "SEAT_NOT_ASSIGNED": "the user holds no seat of that hub; see `seatctl users show`",
+        "EMAIL_TAKEN": "another user of the account has that email; see `seatctl users list`",
+        "ACCOUNT_NOT_FOUND": "check --account or SEATS_ACCOUNT",
+        "USER_NOT_FOUND": "check the user id; see `seatctl users list`",
+        "ETAG_MISMATCH": "show the user again for its current etag",
+        "OWNER_NOT_DELETABLE": "the account owner cannot be deleted",
+        "SEAT_LIMIT": "buy fewer seats per call",
+        "CONCURRENT_CHANGE": "another change won a race; run the command again",
+        "TOO_MANY_WATCHES": "the server runs as many event watches as it allows; try again later",
+    }.get(reason, "")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def report_refusal(err: errors.SeatsError, ctx: Context) -> int:
+    """One line on stderr (and an error object on stdout with --json); the exit code."""
+    label = err.reason or err.code.name
+    advice = hint(err, ctx)
+    line = f"{PROG}: {label}: {one_line(err.message) or err.code.name}"
+    print(f"{line} ({advice})" if advice else line, file=sys.stderr)
+    if ctx.as_json:
+        error: dict[str, Any] = {
+            "code": err.code.name,
+            "reason": err.reason,
+            "message": err.message,
+            "metadata": dict(err.metadata),
+        }
+        if err.field_violations:
+            error["field_violations"] = [{"field": v.field, "description": v.description} for v in err.field_violations]
+        if err.precondition_violations:
+            error["precondition_violations"] = [
+                {"type": v.type, "subject": v.subject, "description": v.description}
+                for v in err.precondition_violations
+            ]
+        print_json({"error": error})
+    return EXIT_UNREACHABLE if err.code in UNREACHABLE_CODES else EXIT_REFUSED
+
+
+# ---- the parser -----------------------------------------------------------------------------
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples of descriptions as written."""
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The global options, on the top parser and again on every subcommand, so that they may come
+    before or after it. On subcommands they default to SUPPRESS, so a value given before the
+    subcommand is not overwritten."""
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--target",
+        default=default(None),
+        metavar="HOST:PORT",
+        help=f"the seat server (env SEATS_TARGET; default {DEFAULT_TARGET})",
+    )
+    group.add_argument(
+        "--actor",
+        default=default(None),
+        metavar="USER_ID",
+        help="act as this user; their permissions decide (env SEATS_ACTOR; left out: a trusted system call; "
+        "'' forces one)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the response as proto3 JSON (one object per line for `events tail`)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=seconds_arg,
+        default=default(10.0),
+        metavar="SECONDS",
+        help="deadline of each call (default 10)",
+    )
+
+
+def add_account_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    parser.add_argument(
+        "--account",
+        default=argparse.SUPPRESS,
+        metavar="ACCOUNT_ID",
+        help="the account (env SEATS_ACCOUNT)" + ("; for the commands on an account" if top else ""),
+    )
+
+
+def add_pool_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hub", type=hub_arg, required=True, help="sales or service")
+    parser.add_argument("--tier", type=tier_arg, required=True, help="free, starter, professional or enterprise")
+
+
+def add_command(
+    group: Any,
+    name: str,
+    command: Command,
+    summary: str,
+    description: str,
+    *,
+    on_account: bool = True,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(
+        name, help=summary, description=description, formatter_class=HelpFormatter
+    )
+    if on_account:
+        add_account_option(parser)
+    add_global_options(parser, top=False)
+    parser.set_defaults(command=command, command_parser=parser, on_account=on_account)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=HelpFormatter,
+    )
+    add_global_options(parser, top=True)
+    add_account_option(parser, top=True)
+    nouns = parser.add_subparsers(dest="noun", required=True, metavar="{accounts,seats,users,events,invoice}")
+
+    accounts = nouns.add_parser("accounts", help="create and show accounts").add_subparsers(dest="verb", required=True)
+    create = add_command(
+        accounts,
+        "create",
+        accounts_create,
+        "create an account with its subscriptions and a super admin owner",
+        "Creates an account, its seat pools and a super admin owner user (S19); prints the account id,\n"
+        "the owner's user id (pass it as --actor) and the renewal date. A trusted system call: SEATS_ACTOR\n"
+        "is not read.\n\n"
+        "  seatctl accounts create --name Acme --owner-email owner@acme.test \\\n"
+        "      --subscription sales:professional:1 --subscription service:starter",
+        on_account=False,
+    )
+    create.add_argument("--name", required=True, help="the account's name")
+    create.add_argument("--owner-email", required=True, metavar="EMAIL", help="email of the owner user")
+    create.add_argument("--owner-name", metavar="NAME", help="display name of the owner user (default: the email)")
+    create.add_argument(
+        "--subscription",
+        type=subscription_arg,
+        action="append",
+        required=True,
+        metavar="HUB:TIER[:PURCHASED]",
+        help="a seat pool, e.g. sales:professional:1 (1 seat bought on top of the included ones); repeatable",
+    )
+    create.add_argument("--term-months", type=int, choices=(1, 12), default=12, help="term length (default 12)")
+    create.add_argument(
+        "--term-start",
+        type=datetime_arg,
+        metavar="ISO8601",
+        help="start of the first term, e.g. 2025-01-01T00:00:00Z (default now; UTC when no zone is given)",
+    )
+    add_command(accounts, "show", accounts_show, "show the account", "Shows the account, its term and its pools.")
+
+    seats = nouns.add_parser("seats", help="pools, purchases, removals and assignments").add_subparsers(
+        dest="verb", required=True
+    )
+    add_command(
+        seats,
+        "summary",
+        seats_summary,
+        "every pool's counts and the renewal date",
+        "Shows every pool: included, purchased, assigned, available and pending-removal seats (S17),\n"
+        "and the renewal date, when pending removals take effect (S5).",
+    )
+    buy = add_command(
+        seats,
+        "buy",
+        seats_buy,
+        "buy seats (needs edit billing)",
+        "Buys seats; they count at once and are charged pro rata for the rest of the term (S3).\n"
+        "Needs the edit billing permission (S7).\n\n"
+        "  seatctl seats buy --hub sales --tier professional --quantity 2 --validate-only",
+    )
+    add_pool_options(buy)
+    buy.add_argument("--quantity", type=positive_int, required=True, help="seats to buy")
+    buy.add_argument("--validate-only", action="store_true", help="check and price the purchase without making it")
+    remove = add_command(
+        seats,
+        "remove",
+        seats_remove,
+        "schedule seats for removal at the renewal date (needs edit billing)",
+        "Schedules unassigned purchased seats to leave at the renewal date (S4, S5); they are billed\n"
+        "until then (S9). Assigned seats cannot be removed (S8).",
+    )
+    add_pool_options(remove)
+    remove.add_argument("--quantity", type=positive_int, required=True, help="seats to remove")
+    cancel = add_command(
+        seats,
+        "cancel-removal",
+        seats_cancel_removal,
+        "keep seats that are pending removal (needs edit billing)",
+        "Cancels part or all of a pending removal (S5).",
+    )
+    add_pool_options(cancel)
+    cancel.add_argument("--quantity", type=positive_int, required=True, help="pending seats to keep")
+    assign = add_command(
+        seats,
+        "assign",
+        seats_assign,
+        "give a user a seat (needs account access)",
+        "Gives a user a seat (S13). The same seat again changes nothing; another tier of the same hub\n"
+        "moves the seat. With --buy, a full pool buys a seat with the grant (S14, needs edit billing).",
+    )
+    assign.add_argument("--user", required=True, metavar="USER_ID", help="the user to give the seat to")
+    add_pool_options(assign)
+    assign.add_argument("--buy", action="store_true", help="buy a seat when the pool is full")
+    unassign = add_command(
+        seats,
+        "unassign",
+        seats_unassign,
+        "take a user's seat back into its pool (needs account access)",
+        "Takes a user's seat of a hub; it stays in the pool and is billed until the renewal date (S18).",
+    )
+    unassign.add_argument("--user", required=True, metavar="USER_ID", help="the user")
+    unassign.add_argument("--hub", type=hub_arg, required=True, help="sales or service")
+    listing = add_command(
+        seats, "list", seats_list, "list seat assignments", "Lists every seat assignment, by user id then hub."
+    )
+    listing.add_argument("--hub", type=hub_arg, help="only seats of this hub")
+    listing.add_argument("--tier", type=tier_arg, help="only seats of this tier")
+
+    users = nouns.add_parser("users", help="create, list, show and delete users").add_subparsers(
+        dest="verb", required=True
+    )
+    user_create = add_command(
+        users,
+        "create",
+        users_create,
+        "create a user, optionally with seats (needs account access)",
+        "Creates a user; no seat is given unless asked with --seat (S15, S16).\n\n"
+        "  seatctl users create --email ann@acme.test --account-access --seat sales:professional --buy",
+    )
+    user_create.add_argument("--email", required=True, help="unique in the account, case-insensitively")
+    user_create.add_argument("--name", help="display name (default: the email)")
+    user_create.add_argument("--super-admin", action="store_true", help="every permission (S19)")
+    user_create.add_argument("--edit-billing", action="store_true", help="may buy and remove seats (S7)")
+    user_create.add_argument("--account-access", action="store_true", help="may manage users and seats (S12)")
+    user_create.add_argument(
+        "--seat",
+        type=seat_arg,
+        action="append",
+        default=[],
+        metavar="HUB:TIER",
+        help="a seat to give, e.g. sales:professional; at most one per hub; repeatable",
+    )
+    user_create.add_argument("--buy", action="store_true", help="buy a seat for each full pool (S14)")
+    user_list = add_command(users, "list", users_list, "list users", "Lists every user, by user id.")
+    user_list.add_argument("--hub", type=hub_arg, help="only users holding a seat of this hub")
+    user_show = add_command(users, "show", users_show, "show a user", "Shows a user, its seats and its etag.")
+    user_show.add_argument("--user", required=True, metavar="USER_ID", help="the user")
+    user_delete = add_command(
+        users,
+        "delete",
+        users_delete,
+        "delete a user (needs account access)",
+        "Deletes a user. A user holding a seat cannot be deleted: unassign its seats first (S10).",
+    )
+    user_delete.add_argument("--user", required=True, metavar="USER_ID", help="the user")
+    user_delete.add_argument("--etag", help="the etag last read (`seatctl users show`); refused when stale")
+
+    events = nouns.add_parser("events", help="the account's event log").add_subparsers(dest="verb", required=True)
+    tail = add_command(
+        events,
+        "tail",
+        events_tail,
+        "print the event log, and follow it",
+        "Prints the account's ordered event log after --after (I4), one line per event: sequence, time,\n"
+        "type, actor, pool, user, quantity and the pool's counts before -> after. With --follow it then\n"
+        "waits for new events, reconnecting if the server restarts, until Ctrl-C (exit 0).",
+    )
+    tail.add_argument("--after", type=non_negative_int, default=0, metavar="SEQUENCE", help="start after it")
+    tail.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
+
+    invoice = nouns.add_parser("invoice", help="billing").add_subparsers(dest="verb", required=True)
+    add_command(
+        invoice,
+        "preview",
+        invoice_preview,
+        "this term's charges and the next renewal's",
+        "Shows what the current term has charged so far and what the next renewal will charge,\n"
+        "after pending removals (S9). Money is exact (I6).",
+    )
+    return parser
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def resolve_actor(args: argparse.Namespace) -> str | None:
+    """--actor, else SEATS_ACTOR (not for a system call like accounts create); '' means none."""
+    actor: str | None = args.actor
+    if actor is None and args.on_account:
+        actor = os.environ.get("SEATS_ACTOR")
+    return actor or None
+
+
+def run(args: argparse.Namespace) -> int:
+    command: Command = args.command
+    command_parser: argparse.ArgumentParser = args.command_parser
+    account = ""
+    if args.on_account:
+        account = getattr(args, "account", None) or os.environ.get("SEATS_ACCOUNT", "")
+        if not account:
+            command_parser.error("--account is required (or set SEATS_ACCOUNT)")
+    target: str = args.target or os.environ.get("SEATS_TARGET") or DEFAULT_TARGET
+    timeout: float = args.timeout
+    with SeatsClient(target, actor=resolve_actor(args), timeout=timeout, retry=CLI_RETRY) as client:
+        ctx = Context(client, args, bool(args.json), target, timeout, account)
+        try:
+            return command(ctx)
+        except errors.SeatsError as err:
+            return report_refusal(err, ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one seatctl command; returns its exit code (see the module docstring)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return run(args)
+    except SystemExit as done:  # argparse: --help (0) or a usage error (2)
+        if done.code is None:
+            return EXIT_OK
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `seatctl events tail | head`: the reader went away
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
