@@ -238,9 +238,10 @@ def account_pb(view: AccountView) -> r.Account:
     )
 
 
-def charge_pb(c: Charge, minor_per_unit: int = 100) -> r.Charge:
+def charge_pb(c: Charge, minor_per_unit: int = 100, *, saved: bool = True) -> r.Charge:
+    """A charge; one that a validate_only call priced but did not save has no id."""
     return r.Charge(
-        charge_id=c.charge_id,
+        charge_id=c.charge_id if saved else "",
         kind=r.ChargeKind.ValueType(c.kind),
         hub=r.Hub.ValueType(c.hub),
         tier=r.Tier.ValueType(c.tier),

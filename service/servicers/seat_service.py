@@ -98,7 +98,9 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             pool, charge = self.domain.purchase_seats(
                 call, request.account_id, hub, tier, request.quantity, request.validate_only
             )
-            return pb.PurchaseSeatsResponse(pool=pool_pb(pool, self.mpu), charge=charge_pb(charge, self.mpu))
+            return pb.PurchaseSeatsResponse(
+                pool=pool_pb(pool, self.mpu), charge=charge_pb(charge, self.mpu, saved=not request.validate_only)
+            )
 
         if request.validate_only:
             return compute()
@@ -241,7 +243,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             )
             return pb.UpgradeSubscriptionResponse(
                 account=account_pb(result.account),
-                charges=[charge_pb(c, self.mpu) for c in result.charges],
+                charges=[charge_pb(c, self.mpu, saved=not request.validate_only) for c in result.charges],
                 pool=pool_pb(result.pool, self.mpu),
             )
 

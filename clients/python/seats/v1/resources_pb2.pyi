@@ -541,7 +541,7 @@ class Charge(_message.Message):
     CHARGE_TIME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     charge_id: _builtins.str
-    """Output only. Opaque id made by the server."""
+    """Output only. Opaque id made by the server; empty in a validate_only answer, which saves nothing."""
     kind: Global___ChargeKind.ValueType
     """What the charge is for."""
     hub: Global___Hub.ValueType
