@@ -412,7 +412,8 @@ class SeatDomain:
         account = unit.account
         unit_price = month_price * account.term_months
         amount = prorate(unit_price * max(quantity, 1), unit.now, account.term_start, account.renewal_time)
-        left = account.renewal_time - unit.now
+        days_left = round((account.renewal_time - unit.now).total_seconds() / 86400)
+        term_days = round((account.renewal_time - account.term_start).total_seconds() / 86400)
         what = (
             f"{quantity} x {tier_name(hub, tier)} seat"
             if kind is ChargeKind.PRORATED_SEATS
@@ -427,7 +428,7 @@ class SeatDomain:
             unit_price,
             amount,
             unit.now,
-            f"{what}, prorated for {left.days} day(s) left of the term",
+            f"{what}, prorated for {days_left} of {term_days} days",
         )
 
     def renew_due(self, limit: int = 100) -> int:

@@ -262,7 +262,8 @@ def counts_pb(c: PoolCounts) -> r.PoolCounts:
 
 
 def event_pb(e: Event) -> r.SeatEvent:
-    return r.SeatEvent(
+    """An event; before and after are set only for an event about a pool."""
+    message = r.SeatEvent(
         sequence=e.sequence,
         type=r.SeatEventType.ValueType(e.type),
         actor=e.actor,
@@ -273,9 +274,11 @@ def event_pb(e: Event) -> r.SeatEvent:
         tier=r.Tier.ValueType(e.tier),
         previous_tier=r.Tier.ValueType(e.previous_tier),
         quantity=e.quantity,
-        before=counts_pb(e.before),
-        after=counts_pb(e.after),
     )
+    if e.hub:
+        message.before.CopyFrom(counts_pb(e.before))
+        message.after.CopyFrom(counts_pb(e.after))
+    return message
 
 
 def assignment_pb(a: Assignment) -> r.SeatAssignment:

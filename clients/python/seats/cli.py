@@ -68,19 +68,23 @@ UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEAD
 CLI_RETRY = RetryPolicy(max_attempts=2, initial_backoff=0.1, max_backoff=0.5)
 """One retry, soon: a person at a shell wants a quick answer when the server is down."""
 
-FOLLOW_MAX_RECONNECTS = 10
-"""A follow survives a server restart, but gives up (exit 3) after this many failed reconnects in a row."""
+FOLLOW_RETRY = RetryPolicy()
+"""Backoff of a follow's reconnects: up to 2 s apart, so that it waits out a server restart."""
+
+FOLLOW_MAX_RECONNECTS = 20
+"""A follow gives up (exit 3) after this many failed reconnects in a row: about half a minute."""
 
 PAGE_SIZE = 500
 """Page size of the list commands; they print every page."""
 
 ID_WIDTH = 27
-"""Width of a server-made id such as usr_0199a2b3c4d5e6f7a8b9c0d1e2: event lines pad ids to it."""
+"""Width of a server-made id such as usr_1a200af315591545c3821a3: event lines pad ids to it."""
 
 ZERO_DECIMAL_CURRENCIES = frozenset(
-    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF"}
-    | {"XPF"}
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF"}
+    | {"XOF", "XPF"}
 )
+"""ISO 4217 currencies without minor units; amounts print with 2 decimals unless listed here."""
 THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 
 NANOS = 1_000_000_000
@@ -615,6 +619,10 @@ def users_delete(ctx: Context) -> int:
 def events_tail(ctx: Context) -> int:
     after = ctx.args.after
     if ctx.args.follow:
+        # A quick unary call first, with the CLI's short retries: a wrong account, actor or target
+        # is told at once rather than after a follow's patient reconnects.
+        ctx.client.get_account(ctx.account)
+        ctx.client.retry = FOLLOW_RETRY
         events = ctx.client.watch_seat_events(ctx.account, after_sequence=after, max_reconnects=FOLLOW_MAX_RECONNECTS)
     else:
         events = ctx.client.iter_seat_events(ctx.account, after_sequence=after, page_size=PAGE_SIZE)
@@ -785,7 +793,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         type=seconds_arg,
         default=default(10.0),
         metavar="SECONDS",
-        help="deadline of each call (default 10)",
+        help="deadline of each call (default 10); a --follow stream has none",
     )
 
 

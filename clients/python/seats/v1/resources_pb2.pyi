@@ -551,7 +551,7 @@ class Charge(_message.Message):
     quantity: _builtins.int
     """Seats charged for (0 for a plan line)."""
     description: _builtins.str
-    """Human text, e.g. "2 x Sales Professional seat, 12 of 30 days"."""
+    """Human text, e.g. "2 x Sales Professional seat, prorated for 12 of 30 days"."""
     @_builtins.property
     def unit_price(self) -> _money_pb2.Money:
         """Price of one unit for the charged period, before proration."""
@@ -637,11 +637,11 @@ class SeatEvent(_message.Message):
 
     @_builtins.property
     def before(self) -> Global___PoolCounts:
-        """The pool's counts before the change."""
+        """The pool's counts before the change; unset for an event about no pool."""
 
     @_builtins.property
     def after(self) -> Global___PoolCounts:
-        """The pool's counts after the change."""
+        """The pool's counts after the change; unset for an event about no pool."""
 
     def __init__(
         self,
