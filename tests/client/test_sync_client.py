@@ -10,8 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from seats import RetryPolicy, SeatsClient, errors, requests
-from seats.client import ACTOR_HEADER
+from seats import ACTOR_HEADER, RetryPolicy, SeatsClient, errors, requests
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant, new_tenant, unique_email

@@ -2,6 +2,7 @@
 (``SeatsClient``, and ``AsyncSeatsClient`` for asyncio), its exceptions (``seats.errors``) and
 the ``seatctl`` command line."""
 
+from ._api import ACTOR_HEADER
 from ._retry import RetryPolicy
 from .aio import AsyncSeatsClient
 from .client import SeatsClient
@@ -9,4 +10,4 @@ from .errors import SeatsError
 
 __version__ = "0.1.0"
 
-__all__ = ["AsyncSeatsClient", "RetryPolicy", "SeatsClient", "SeatsError", "__version__"]
+__all__ = ["ACTOR_HEADER", "AsyncSeatsClient", "RetryPolicy", "SeatsClient", "SeatsError", "__version__"]

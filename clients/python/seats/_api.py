@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
 from google.protobuf.message import Message
 
 from . import requests
-from .v1 import seat_service_pb2, user_service_pb2
+from ._retry import RetryPolicy
+from .v1 import seat_service_pb2, seat_service_pb2_grpc, user_service_pb2, user_service_pb2_grpc
 
 if TYPE_CHECKING:
     from .aio import AsyncSeatsClient
     from .client import SeatsClient
 
+ACTOR_HEADER = "x-seats-actor"
+Metadata = Sequence[tuple[str, str]]
 P = ParamSpec("P")
 Resp = TypeVar("Resp", bound=Message)
 
@@ -65,7 +68,46 @@ class Rpc(Generic[P, Resp]):
 
 
 class Api:
-    """Every unary RPC of SeatService and UserService."""
+    """Every unary RPC of SeatService and UserService, and the state both clients share."""
+
+    actor: str | None
+    timeout: float | None
+    retry: RetryPolicy
+    extra_metadata: tuple[tuple[str, str], ...]
+    _owns_channel: bool
+    _stubs: dict[str, Any]
+
+    def _setup(
+        self,
+        channel: Any,
+        owns_channel: bool,
+        actor: str | None,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+        metadata: Metadata,
+    ) -> None:
+        self._owns_channel = owns_channel
+        self.actor = actor
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.extra_metadata = tuple(metadata)
+        self._stubs = {
+            "SeatService": seat_service_pb2_grpc.SeatServiceStub(channel),
+            "UserService": user_service_pb2_grpc.UserServiceStub(channel),
+        }
+
+    def with_actor(self, actor: str | None) -> Self:
+        """The same client acting as another user (None: a system call), on the same channel."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.actor = actor
+        clone._owns_channel = False
+        return clone
+
+    def _metadata(self) -> Metadata:
+        if self.actor is None:
+            return self.extra_metadata
+        return (*self.extra_metadata, (ACTOR_HEADER, self.actor))
 
     # ---- SeatService ----------------------------------------------------------------------
 

@@ -17,10 +17,10 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from . import errors, requests
-from ._api import Api
+from ._api import Api, Metadata
 from ._retry import RetryPolicy
-from .client import ACTOR_HEADER, DEFAULT_TARGET, RESUMABLE, Metadata
-from .v1 import resources_pb2, seat_service_pb2, seat_service_pb2_grpc, user_service_pb2_grpc
+from .client import DEFAULT_TARGET, RESUMABLE
+from .v1 import resources_pb2, seat_service_pb2
 
 
 class AsyncSeatsClient(Api):
@@ -41,7 +41,7 @@ class AsyncSeatsClient(Api):
         """The arguments of SeatsClient; ``interceptors`` are grpc.aio client interceptors."""
         if channel is not None and interceptors:
             raise ValueError("grpc.aio cannot add interceptors to a channel you made: create it with them")
-        self._owns_channel = channel is None
+        owns_channel = channel is None
         if channel is None:
             channel = (
                 grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors) or None)
@@ -49,14 +49,7 @@ class AsyncSeatsClient(Api):
                 else grpc.aio.insecure_channel(target, interceptors=list(interceptors) or None)
             )
         self.channel = channel
-        self.actor = actor
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.extra_metadata = tuple(metadata)
-        self._stubs: dict[str, Any] = {
-            "SeatService": seat_service_pb2_grpc.SeatServiceStub(channel),
-            "UserService": user_service_pb2_grpc.UserServiceStub(channel),
-        }
+        self._setup(channel, owns_channel, actor, timeout, retry, metadata)
 
     async def __aenter__(self) -> AsyncSeatsClient:
         return self
@@ -68,19 +61,6 @@ class AsyncSeatsClient(Api):
         """Closes the channel, if this client made it."""
         if self._owns_channel:
             await self.channel.close(None)
-
-    def with_actor(self, actor: str | None) -> AsyncSeatsClient:
-        """The same client acting as another user (None: a system call), on the same channel."""
-        clone = object.__new__(AsyncSeatsClient)
-        clone.__dict__.update(self.__dict__)
-        clone.actor = actor
-        clone._owns_channel = False
-        return clone
-
-    def _metadata(self) -> Metadata:
-        if self.actor is None:
-            return self.extra_metadata
-        return (*self.extra_metadata, (ACTOR_HEADER, self.actor))
 
     async def _invoke(self, service: str, method: str, request: Message) -> Message:
         rpc = getattr(self._stubs[service], method)

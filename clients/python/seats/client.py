@@ -20,14 +20,11 @@ import grpc
 from google.protobuf.message import Message
 
 from . import errors, requests
-from ._api import Api
+from ._api import Api, Metadata
 from ._retry import RetryPolicy
-from .v1 import resources_pb2, seat_service_pb2, seat_service_pb2_grpc, user_service_pb2_grpc
+from .v1 import resources_pb2, seat_service_pb2
 
-ACTOR_HEADER = "x-seats-actor"
 DEFAULT_TARGET = "127.0.0.1:50051"
-
-Metadata = Sequence[tuple[str, str]]
 
 
 class SeatsClient(Api):
@@ -49,21 +46,14 @@ class SeatsClient(Api):
         system call); ``credentials`` makes a TLS channel; ``timeout`` is each attempt's
         deadline in seconds; ``metadata`` is sent with every call; ``channel`` uses a channel
         you made (and close) yourself; ``interceptors`` wrap the channel."""
-        self._owns_channel = channel is None
+        owns_channel = channel is None
         if channel is None:
             channel = (
                 grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
             )
         self._raw_channel = channel
         self.channel = grpc.intercept_channel(channel, *interceptors) if interceptors else channel
-        self.actor = actor
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.extra_metadata = tuple(metadata)
-        self._stubs: dict[str, Any] = {
-            "SeatService": seat_service_pb2_grpc.SeatServiceStub(self.channel),
-            "UserService": user_service_pb2_grpc.UserServiceStub(self.channel),
-        }
+        self._setup(self.channel, owns_channel, actor, timeout, retry, metadata)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -78,20 +68,7 @@ class SeatsClient(Api):
         if self._owns_channel:
             self._raw_channel.close()
 
-    def with_actor(self, actor: str | None) -> SeatsClient:
-        """The same client acting as another user (None: a system call), on the same channel."""
-        clone = object.__new__(SeatsClient)
-        clone.__dict__.update(self.__dict__)
-        clone.actor = actor
-        clone._owns_channel = False
-        return clone
-
     # ---- plumbing -------------------------------------------------------------------------
-
-    def _metadata(self) -> Metadata:
-        if self.actor is None:
-            return self.extra_metadata
-        return (*self.extra_metadata, (ACTOR_HEADER, self.actor))
 
     def _invoke(self, service: str, method: str, request: Message) -> Message:
         rpc = getattr(self._stubs[service], method)
