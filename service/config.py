@@ -24,6 +24,11 @@ class Config:
     max_watch_streams: int = 8
     reuse_port: bool = False
     log_level: str = "INFO"
+    auth_tokens_file: str = ""
+    insecure: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
     @staticmethod
     def parse(argv: list[str] | None = None, env: dict[str, str] | None = None) -> tuple[str, Config]:

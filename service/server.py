@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import signal
@@ -9,6 +10,7 @@ import sys
 import threading
 from concurrent import futures
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -17,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from seats.v1 import seat_service_pb2, seat_service_pb2_grpc, user_service_pb2, user_service_pb2_grpc
 
+from .auth import AuthInterceptor, hash_token, is_loopback, load_tokens, new_token
 from .clock import Clock, SystemClock
 from .config import Config
 from .domain.prices import PriceBook
@@ -110,6 +113,25 @@ class SeatServer:
         return not self.grpc_server.wait_for_termination(timeout)
 
 
+class ConfigError(Exception):
+    """A configuration the server refuses to run with."""
+
+
+def _credentials(config: Config) -> grpc.ServerCredentials | None:
+    if not (config.tls_cert or config.tls_key):
+        if config.tls_client_ca:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
 def create_server(config: Config, store: Store | None = None, clock: Clock | None = None) -> tuple[SeatServer, int]:
     """Builds the server on config.address (port 0 picks a free port); returns it, not yet
     started, and the bound port."""
@@ -120,10 +142,24 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
     hub = EventHub()
     store.add_commit_listener(hub.publish)
     replay = Replay(store, clock, timedelta(hours=config.request_id_ttl_hours))
+    tokens = load_tokens(config.auth_tokens_file) if config.auth_tokens_file else []
+    credentials = _credentials(config)
+    if not is_loopback(config.address) and not tokens and not config.tls_client_ca:
+        if not config.insecure:
+            raise ConfigError(
+                f"refusing to serve on {config.address} without authentication: configure service tokens "
+                "(--auth-tokens-file) or mutual TLS (--tls-client-ca), or pass --insecure"
+            )
+        log.warning(
+            "INSECURE: serving on a non-loopback address without authentication; anyone who reaches "
+            "it may call every RPC as a trusted system",
+            extra={"address": config.address},
+        )
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="seats-rpc"),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        interceptors=[AuthInterceptor(tokens)] if tokens else [],
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -139,9 +175,12 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(config.address)
+    if credentials is not None:
+        port = server.add_secure_port(config.address, credentials)
+    else:
+        port = server.add_insecure_port(config.address)
     if port == 0:
-        raise RuntimeError(f"cannot listen on {config.address}")
+        raise ConfigError(f"cannot listen on {config.address}")
     sweeper = Sweeper(domain, store, clock, config.sweep_interval_seconds, timedelta(hours=config.request_id_ttl_hours))
     return SeatServer(server, health_servicer, sweeper, hub, domain), port
 
@@ -170,7 +209,22 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+def new_token_command(argv: list[str]) -> int:
+    """Prints a new service token, and the entry for the tokens file that accepts it."""
+    parser = argparse.ArgumentParser(prog="seats-server new-token", description=new_token_command.__doc__)
+    parser.add_argument("--name", required=True, help="who holds the token, e.g. billing-service")
+    parser.add_argument("--scope", choices=["system", "actor"], required=True)
+    args = parser.parse_args(argv)
+    token = new_token()
+    print(token)
+    print(json.dumps({"name": args.name, "scope": args.scope, "sha256": hash_token(token)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["new-token"]:
+        return new_token_command(argv[1:])
     command, config = Config.parse(argv)
     setup_logging(config.log_level)
     store = open_store(config.database_url)
@@ -178,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("schema ready", extra={"applied": applied, "version": store.schema_version()})
     if command == "migrate":
         return 0
-    server, port = create_server(config, store)
+    try:
+        server, port = create_server(config, store)
+    except (ConfigError, ValueError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     server.start()
     log.info("serving", extra={"address": config.address, "port": port, "database": config.database_url.split("@")[-1]})
 

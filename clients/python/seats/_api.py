@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .client import SeatsClient
 
 ACTOR_HEADER = "x-seats-actor"
+AUTHORIZATION = "authorization"
 Metadata = Sequence[tuple[str, str]]
 P = ParamSpec("P")
 Resp = TypeVar("Resp", bound=Message)
@@ -85,12 +86,15 @@ class Api:
         timeout: float | None,
         retry: RetryPolicy | None,
         metadata: Metadata,
+        token: str | None,
     ) -> None:
         self._owns_channel = owns_channel
         self.actor = actor
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.extra_metadata = tuple(metadata)
+        if token:
+            self.extra_metadata += ((AUTHORIZATION, f"Bearer {token}"),)
         self._stubs = {
             "SeatService": seat_service_pb2_grpc.SeatServiceStub(channel),
             "UserService": user_service_pb2_grpc.UserServiceStub(channel),

@@ -31,6 +31,7 @@ class AsyncSeatsClient(Api):
         target: str = DEFAULT_TARGET,
         *,
         actor: str | None = None,
+        token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
@@ -49,7 +50,7 @@ class AsyncSeatsClient(Api):
                 else grpc.aio.insecure_channel(target, interceptors=list(interceptors) or None)
             )
         self.channel = channel
-        self._setup(channel, owns_channel, actor, timeout, retry, metadata)
+        self._setup(channel, owns_channel, actor, timeout, retry, metadata, token)
 
     async def __aenter__(self) -> AsyncSeatsClient:
         return self

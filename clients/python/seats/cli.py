@@ -40,6 +40,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -722,6 +723,9 @@ def hint(err: errors.SeatsError, ctx: Context) -> str:
         "SEAT_LIMIT": "buy fewer seats per call",
         "CONCURRENT_CHANGE": "another change won a race; run the command again",
         "TOO_MANY_WATCHES": "the server runs as many event watches as it allows; try again later",
+        "TOKEN_MISSING": "the server wants a service token: pass --token or set SEATS_TOKEN",
+        "TOKEN_INVALID": "the server does not know this token: check --token or SEATS_TOKEN",
+        "ACTOR_REQUIRED": "this token acts for users: pass --actor or set SEATS_ACTOR",
     }.get(reason, "")
 
 
@@ -781,6 +785,30 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="USER_ID",
         help="act as this user; their permissions decide (env SEATS_ACTOR; left out: a trusted system call; "
         "'' forces one)",
+    )
+    group.add_argument(
+        "--token",
+        default=default(None),
+        metavar="TOKEN",
+        help="service token, sent as 'authorization: Bearer' (env SEATS_TOKEN)",
+    )
+    group.add_argument(
+        "--tls-ca",
+        default=default(None),
+        metavar="PEM",
+        help="connect with TLS, trusting this CA certificate file (env SEATS_TLS_CA)",
+    )
+    group.add_argument(
+        "--tls-cert",
+        default=default(None),
+        metavar="PEM",
+        help="client certificate for mutual TLS (env SEATS_TLS_CERT; with --tls-key)",
+    )
+    group.add_argument(
+        "--tls-key",
+        default=default(None),
+        metavar="PEM",
+        help="client private key for mutual TLS (env SEATS_TLS_KEY)",
     )
     group.add_argument(
         "--json",
@@ -1009,6 +1037,21 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- main -----------------------------------------------------------------------------------
 
 
+def tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS when a CA (or a client certificate) is given, by flag or environment."""
+
+    def read(flag: str | None, env: str) -> bytes | None:
+        path = flag or os.environ.get(env)
+        return Path(path).read_bytes() if path else None
+
+    ca = read(args.tls_ca, "SEATS_TLS_CA")
+    cert = read(args.tls_cert, "SEATS_TLS_CERT")
+    key = read(args.tls_key, "SEATS_TLS_KEY")
+    if ca is None and cert is None:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
 def resolve_actor(args: argparse.Namespace) -> str | None:
     """--actor, else SEATS_ACTOR (not for a system call like accounts create); '' means none."""
     actor: str | None = args.actor
@@ -1027,7 +1070,15 @@ def run(args: argparse.Namespace) -> int:
             command_parser.error("--account is required (or set SEATS_ACCOUNT)")
     target: str = args.target or os.environ.get("SEATS_TARGET") or DEFAULT_TARGET
     timeout: float = args.timeout
-    with SeatsClient(target, actor=resolve_actor(args), timeout=timeout, retry=CLI_RETRY) as client:
+    token = args.token or os.environ.get("SEATS_TOKEN") or None
+    with SeatsClient(
+        target,
+        actor=resolve_actor(args),
+        token=token,
+        credentials=tls_credentials(args),
+        timeout=timeout,
+        retry=CLI_RETRY,
+    ) as client:
         ctx = Context(client, args, bool(args.json), target, timeout, account)
         try:
             return command(ctx)

@@ -35,6 +35,7 @@ class SeatsClient(Api):
         target: str = DEFAULT_TARGET,
         *,
         actor: str | None = None,
+        token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
@@ -43,7 +44,8 @@ class SeatsClient(Api):
         interceptors: Sequence[Any] = (),
     ) -> None:
         """``target`` is host:port; ``actor`` the user id sent as x-seats-actor (None: a trusted
-        system call); ``credentials`` makes a TLS channel; ``timeout`` is each attempt's
+        system call); ``token`` the service token sent as ``authorization: Bearer``;
+        ``credentials`` makes a TLS channel (``grpc.ssl_channel_credentials``); ``timeout`` is each attempt's
         deadline in seconds; ``metadata`` is sent with every call; ``channel`` uses a channel
         you made (and close) yourself; ``interceptors`` wrap the channel."""
         owns_channel = channel is None
@@ -53,7 +55,7 @@ class SeatsClient(Api):
             )
         self._raw_channel = channel
         self.channel = grpc.intercept_channel(channel, *interceptors) if interceptors else channel
-        self._setup(self.channel, owns_channel, actor, timeout, retry, metadata)
+        self._setup(self.channel, owns_channel, actor, timeout, retry, metadata, token)
 
     # ---- lifecycle ------------------------------------------------------------------------
 

@@ -155,6 +155,24 @@ class SystemCallOnly(PermissionDenied):
     error_reason = "SYSTEM_CALL_ONLY"
 
 
+class TokenMissing(Unauthenticated):
+    """The server wants a service token (``token=``) and got none."""
+
+    error_reason = "TOKEN_MISSING"
+
+
+class TokenInvalid(Unauthenticated):
+    """The service token is not one the server knows."""
+
+    error_reason = "TOKEN_INVALID"
+
+
+class ActorRequired(PermissionDenied):
+    """The service token acts for users: every call must name an actor."""
+
+    error_reason = "ACTOR_REQUIRED"
+
+
 class NoSeatAvailable(FailedPrecondition):
     """Every seat of the pool is taken (S13)."""
 

@@ -1,0 +1,178 @@
+"""Service authentication: bearer tokens in the `authorization` metadata, checked by a
+server interceptor on every RPC but health, against configured SHA-256 hashes.
+
+A token's scope says what its holder may do: `system` may call without an acting user (the
+provisioning path, e.g. CreateAccount); `actor` must name an acting user on every call of
+the seat and user services (x-seats-actor), whose permissions then decide.
+
+The tokens file is JSON:
+
+    {"tokens": [{"name": "provisioning", "scope": "system", "sha256": "<hex of the token>"},
+                {"name": "support-desk", "scope": "actor", "sha256": "<hex>"}]}
+
+`python -m service.server new-token --name NAME --scope system` makes a token and prints
+the entry to add. Tokens are random (256 bits), so a plain SHA-256 is the right hash: there
+is nothing to guess that a slow hash would protect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .errors import DOMAIN
+
+AUTHORIZATION = "authorization"
+ACTOR_HEADER = "x-seats-actor"
+SCOPES = ("system", "actor")
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+ACTOR_FREE_PREFIXES = ("/grpc.reflection.",)  # exploring the contract names no account
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    scope: str
+    sha256: str
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "seats_" + secrets.token_urlsafe(32)
+
+
+def load_tokens(path: str | Path) -> list[Token]:
+    data = json.loads(Path(path).read_text())
+    tokens = []
+    for i, entry in enumerate(data.get("tokens", [])):
+        scope = entry.get("scope", "")
+        digest = str(entry.get("sha256", "")).lower()
+        if scope not in SCOPES:
+            raise ValueError(f"{path}: tokens[{i}].scope must be one of {', '.join(SCOPES)}")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"{path}: tokens[{i}].sha256 must be 64 hex digits")
+        tokens.append(Token(str(entry.get("name", f"token-{i}")), scope, digest))
+    if not tokens:
+        raise ValueError(f"{path}: no tokens")
+    return tokens
+
+
+def is_loopback(address: str) -> bool:
+    """Whether host:port listens on loopback only (127.0.0.0/8, ::1, localhost)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refusal(code: int, reason: str, message: str) -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
+    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[info]))
+
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.ServerInterceptor
+
+
+class AuthInterceptor(_ServerInterceptor):
+    """Refuses calls without a known bearer token (UNAUTHENTICATED), and calls of an
+    actor-scoped token that name no acting user (PERMISSION_DENIED, ACTOR_REQUIRED)."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self._tokens = tokens
+
+    def _token(self, presented: str) -> Token | None:
+        digest = hash_token(presented)
+        found = None
+        for token in self._tokens:  # compare with every one, in constant time
+            if hmac.compare_digest(token.sha256, digest):
+                found = token
+        return found
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        method = details.method
+        if method.startswith(OPEN_PREFIXES):
+            return continuation(details)
+        authorization = actor = None
+        for key, value in details.invocation_metadata or ():
+            if key == AUTHORIZATION:
+                authorization = value if isinstance(value, str) else value.decode()
+            elif key == ACTOR_HEADER:
+                actor = value
+        if authorization is None or not authorization.startswith("Bearer "):
+            return _refuse(
+                continuation(details),
+                _refusal(
+                    code_pb2.UNAUTHENTICATED, "TOKEN_MISSING", "send a service token as 'authorization: Bearer <token>'"
+                ),
+            )
+        token = self._token(authorization[len("Bearer ") :].strip())
+        if token is None:
+            return _refuse(
+                continuation(details),
+                _refusal(code_pb2.UNAUTHENTICATED, "TOKEN_INVALID", "the service token is not known here"),
+            )
+        if token.scope == "actor" and not actor and not method.startswith(ACTOR_FREE_PREFIXES):
+            return _refuse(
+                continuation(details),
+                _refusal(
+                    code_pb2.PERMISSION_DENIED,
+                    "ACTOR_REQUIRED",
+                    f"token {token.name!r} acts for users: name one in {ACTOR_HEADER}",
+                ),
+            )
+        return continuation(details)
+
+
+def _refuse(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, status: grpc.Status
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    """A handler of the same shape as the real one that ends the call with status."""
+    if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
+        return None
+
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort_with_status(status)
+
+    def stream(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort_with_status(status)
+        yield  # pragma: no cover - makes this a generator
+
+    def stream_in(requests: Any, context: grpc.ServicerContext) -> Any:
+        context.abort_with_status(status)
+
+    def stream_both(requests: Any, context: grpc.ServicerContext) -> Any:
+        context.abort_with_status(status)
+        yield  # pragma: no cover
+
+    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(stream_in, **kwargs)
+    return grpc.stream_stream_rpc_method_handler(stream_both, **kwargs)
