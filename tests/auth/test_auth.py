@@ -249,9 +249,8 @@ def test_tls_serves_clients_that_trust_the_ca(certs: Certificates, tmp_path: Pat
         trusted = grpc.ssl_channel_credentials(root_certificates=certs.ca.read_bytes())
         with SeatsClient(f"localhost:{port}", credentials=trusted) as system:
             assert system.create_account("Acme", "o@acme.test", [("sales", "starter", 0)]).account.account_id
-        with SeatsClient(f"localhost:{port}", retry=ONE_TRY, timeout=5) as plaintext:
-            with pytest.raises(errors.Unavailable):
-                plaintext.get_account("acc_x")
+        with SeatsClient(f"localhost:{port}", retry=ONE_TRY, timeout=5) as plaintext, pytest.raises(errors.Unavailable):
+            plaintext.get_account("acc_x")
 
 
 def test_mutual_tls_needs_a_client_certificate_from_the_ca(certs: Certificates, tmp_path: Path) -> None:
