@@ -104,8 +104,18 @@ class Pool:
     purchased: int
     assigned: int
     pending_removal: int
+    version: int = 0
     dirty: bool = field(default=False, compare=False)
     new: bool = field(default=False, compare=False)
+
+    def touch(self) -> None:
+        """Marks a change: saved with the unit, and a new etag (AIP-154)."""
+        self.version += 1
+        self.dirty = True
+
+    @property
+    def etag(self) -> str:
+        return f"{self.version}"
 
     @property
     def capacity(self) -> int:
@@ -229,6 +239,7 @@ class PoolView:
     removal_effective_time: datetime | None
     unit_price_minor: int
     currency_code: str
+    etag: str
 
 
 @dataclass(frozen=True)

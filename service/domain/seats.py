@@ -298,6 +298,7 @@ class SeatDomain:
             account.renewal_time if pool.pending_removal else None,
             price.seat_month_minor,
             account.currency_code,
+            pool.etag,
         )
 
     def _views(self, unit: Unit) -> list[PoolView]:
@@ -335,7 +336,7 @@ class SeatDomain:
                     removed = pool.pending_removal
                     pool.purchased -= removed
                     pool.pending_removal = 0
-                    pool.dirty = True
+                    pool.touch()
                     unit.event(EventType.SEATS_REMOVED, pool, before, quantity=removed)
             account.term_start = account.renewal_time
             account.renewal_time = next_renewal(account.term_anchor, account.term_start, account.term_months)
@@ -553,19 +554,27 @@ class SeatDomain:
             )
         before = pool.counts()
         pool.purchased += quantity
-        pool.dirty = True
+        pool.touch()
         charge = self._prorated(unit, ChargeKind.PRORATED_SEATS, pool.hub, pool.tier, quantity, price.seat_month_minor)
         unit.charges.append(charge)
         unit.event(EventType.SEATS_PURCHASED, pool, before, quantity=quantity)
         return charge
 
     def purchase_seats(
-        self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int, validate_only: bool = False
+        self,
+        call: Call,
+        account_id: str,
+        hub: Hub,
+        tier: Tier,
+        quantity: int,
+        validate_only: bool = False,
+        etag: str = "",
     ) -> tuple[PoolView, Charge]:
         _quantity("quantity", quantity)
 
         def work(unit: Unit) -> tuple[PoolView, Charge]:
             pool = self._pool(unit, hub, tier)
+            _check_pool_etag(pool, etag)
             charge = self._buy(unit, pool, quantity)
             return self._view(unit.account, pool), charge
 
@@ -573,11 +582,14 @@ class SeatDomain:
             call, account_id, work, need=Permission.EDIT_BILLING, what="buy seats", dry_run=validate_only
         )
 
-    def schedule_removal(self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int) -> PoolView:
+    def schedule_removal(
+        self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int, etag: str = ""
+    ) -> PoolView:
         _quantity("quantity", quantity)
 
         def work(unit: Unit) -> PoolView:
             pool = self._pool(unit, hub, tier)
+            _check_pool_etag(pool, etag)
             if quantity > pool.removable:
                 raise precondition(
                     "SEATS_ASSIGNED",
@@ -589,17 +601,20 @@ class SeatDomain:
                 )
             before = pool.counts()
             pool.pending_removal += quantity
-            pool.dirty = True
+            pool.touch()
             unit.event(EventType.SEAT_REMOVAL_SCHEDULED, pool, before, quantity=quantity)
             return self._view(unit.account, pool)
 
         return self._write(call, account_id, work, need=Permission.EDIT_BILLING, what="remove seats")
 
-    def cancel_removal(self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int) -> PoolView:
+    def cancel_removal(
+        self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int, etag: str = ""
+    ) -> PoolView:
         _quantity("quantity", quantity)
 
         def work(unit: Unit) -> PoolView:
             pool = self._pool(unit, hub, tier)
+            _check_pool_etag(pool, etag)
             if quantity > pool.pending_removal:
                 raise precondition(
                     "NOT_PENDING_REMOVAL",
@@ -609,7 +624,7 @@ class SeatDomain:
                 )
             before = pool.counts()
             pool.pending_removal -= quantity
-            pool.dirty = True
+            pool.touch()
             unit.event(EventType.SEAT_REMOVAL_CANCELLED, pool, before, quantity=quantity)
             return self._view(unit.account, pool)
 
@@ -640,7 +655,7 @@ class SeatDomain:
         if pool.available <= 0:
             pool.pending_removal -= 1
         pool.assigned += 1
-        pool.dirty = True
+        pool.touch()
         return charge, before
 
     def _assign(
@@ -675,7 +690,7 @@ class SeatDomain:
         pool = self._pool(unit, current.hub, current.tier)
         before = pool.counts()
         pool.assigned -= 1
-        pool.dirty = True
+        pool.touch()
         unit.event(EventType.SEAT_UNASSIGNED, pool, before, user_id=current.user_id)
         return pool
 
@@ -1125,6 +1140,16 @@ def _etag_mismatch(user_id: str) -> SeatError:
         "the user changed since it was read; read it again and retry",
         {"user_id": user_id},
     )
+
+
+def _check_pool_etag(pool: Pool, etag: str) -> None:
+    if etag and etag != pool.etag:
+        raise SeatError(
+            Kind.ABORTED,
+            "ETAG_MISMATCH",
+            "the seat pool changed since it was read; read it again and retry",
+            {"hub": pool.hub.name, "tier": pool.tier.name, "etag": pool.etag},
+        )
 
 
 def _check_etag(user: User, etag: str) -> None:

@@ -209,6 +209,7 @@ def pool_pb(p: PoolView, minor_per_unit: int = 100) -> r.SeatPool:
         available=p.available,
         pending_removal=p.pending_removal,
         unit_price=money(p.unit_price_minor, p.currency_code, minor_per_unit),
+        etag=p.etag,
     )
     if p.removal_effective_time is not None:
         msg.removal_effective_time.CopyFrom(ts(p.removal_effective_time))

@@ -96,7 +96,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
 
         def compute() -> pb.PurchaseSeatsResponse:
             pool, charge = self.domain.purchase_seats(
-                call, request.account_id, hub, tier, request.quantity, request.validate_only
+                call, request.account_id, hub, tier, request.quantity, request.validate_only, request.etag
             )
             return pb.PurchaseSeatsResponse(
                 pool=pool_pb(pool, self.mpu), charge=charge_pb(charge, self.mpu, saved=not request.validate_only)
@@ -114,7 +114,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         hub, tier = req_hub(request.hub), req_tier(request.tier)
 
         def compute() -> pb.ScheduleSeatRemovalResponse:
-            pool = self.domain.schedule_removal(call, request.account_id, hub, tier, request.quantity)
+            pool = self.domain.schedule_removal(call, request.account_id, hub, tier, request.quantity, request.etag)
             return pb.ScheduleSeatRemovalResponse(pool=pool_pb(pool, self.mpu))
 
         return self.replay.run(
@@ -129,7 +129,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         hub, tier = req_hub(request.hub), req_tier(request.tier)
 
         def compute() -> pb.CancelSeatRemovalResponse:
-            pool = self.domain.cancel_removal(call, request.account_id, hub, tier, request.quantity)
+            pool = self.domain.cancel_removal(call, request.account_id, hub, tier, request.quantity, request.etag)
             return pb.CancelSeatRemovalResponse(pool=pool_pb(pool, self.mpu))
 
         return self.replay.run(

@@ -128,4 +128,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX request_records_create_time ON request_records (create_time)",
         ),
     ),
+    Migration(
+        2,
+        "seat pool versions, for etags (AIP-154)",
+        ("ALTER TABLE seat_pools ADD COLUMN version INTEGER NOT NULL DEFAULT 0",),
+    ),
 )

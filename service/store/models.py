@@ -50,6 +50,7 @@ def build_models(db: pw.Database) -> Models:
         purchased = pw.IntegerField()
         assigned = pw.IntegerField()
         pending_removal = pw.IntegerField()
+        version = pw.IntegerField()
 
         class Meta:
             table_name = "seat_pools"

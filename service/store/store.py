@@ -205,9 +205,9 @@ class Store:
 
     # ---- schema -------------------------------------------------------------------------
 
-    def migrate(self) -> list[int]:
-        """Applies the migrations not applied yet; returns their versions. Safe to run from
-        several processes at once."""
+    def migrate(self, target: int | None = None) -> list[int]:
+        """Applies the migrations not applied yet (up to ``target``, default all); returns their
+        versions. Safe to run from several processes at once."""
         blob = "BLOB" if self.dialect == "sqlite" else "BYTEA"
         applied: list[int] = []
         if self.dialect == "postgres":
@@ -222,7 +222,7 @@ class Store:
                 )
             done = {r.version for r in self.m.SchemaMigration.select(self.m.SchemaMigration.version)}
             for migration in MIGRATIONS:
-                if migration.version in done:
+                if migration.version in done or (target is not None and migration.version > target):
                     continue
                 with self.db.atomic("IMMEDIATE") if self.dialect == "sqlite" else self.db.atomic():
                     for statement in migration.statements:
@@ -313,7 +313,13 @@ class Store:
         pools = {}
         for r in P.select().where(P.account_id == account_id).order_by(P.hub, P.tier).dicts():
             pool = Pool(
-                Hub(r["hub"]), Tier(r["tier"]), r["included"], r["purchased"], r["assigned"], r["pending_removal"]
+                Hub(r["hub"]),
+                Tier(r["tier"]),
+                r["included"],
+                r["purchased"],
+                r["assigned"],
+                r["pending_removal"],
+                r["version"],
             )
             pools[(pool.hub, pool.tier)] = pool
         return pools
@@ -328,6 +334,7 @@ class Store:
                 purchased=pool.purchased,
                 assigned=pool.assigned,
                 pending_removal=pool.pending_removal,
+                version=pool.version,
             )
             if pool.new:
                 P.insert(account_id=account_id, hub=int(pool.hub), tier=int(pool.tier), **values).execute()

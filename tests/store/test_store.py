@@ -41,8 +41,14 @@ def make_user(store: Store, account_id: str, user_id: str, email: str) -> User:
     return user
 
 
-def make_pool(store: Store, account_id: str, hub: Hub = Hub.SALES, tier: Tier = Tier.STARTER,
-              included: int = 1, purchased: int = 1) -> None:
+def make_pool(
+    store: Store,
+    account_id: str,
+    hub: Hub = Hub.SALES,
+    tier: Tier = Tier.STARTER,
+    included: int = 1,
+    purchased: int = 1,
+) -> None:
     pool = Pool(hub, tier, included, purchased, 0, 0, new=True)
     store.write(lambda: store.save_pools(account_id, [pool]))
 
@@ -81,9 +87,7 @@ def test_i3_database_refuses_second_seat_of_a_hub(store: Store) -> None:
     make_user(store, "acc_1", "usr_a", "a@x.test")
     store.write(lambda: store.insert_assignment("acc_1", Assignment("usr_a", Hub.SALES, Tier.STARTER, NOW)))
     with pytest.raises(pw.IntegrityError):
-        store.write(
-            lambda: store.insert_assignment("acc_1", Assignment("usr_a", Hub.SALES, Tier.PROFESSIONAL, NOW))
-        )
+        store.write(lambda: store.insert_assignment("acc_1", Assignment("usr_a", Hub.SALES, Tier.PROFESSIONAL, NOW)))
 
 
 def test_i3_database_refuses_seat_in_a_pool_of_another_account(store: Store) -> None:
@@ -170,3 +174,23 @@ def test_dry_run_rolls_back(store: Store) -> None:
 
     assert store.write(grow, dry_run=True) == 6
     assert store.load_pools("acc_1")[(Hub.SALES, Tier.STARTER)].purchased == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_2_upgrades_a_version_1_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A database made by an older release keeps its data and gains pool versions (etags)."""
+    old = open_store(database_url(backend, tmp_path_factory))
+    try:
+        assert old.migrate(target=1) == [1]
+        make_account(old)
+        old.db.execute_sql(
+            "INSERT INTO seat_pools (account_id, hub, tier, included, purchased, assigned, pending_removal) "
+            "VALUES ('acc_1', 1, 2, 1, 3, 2, 1)"
+        )
+        assert old.migrate() == [2]
+        pool = old.load_pools("acc_1")[(Hub.SALES, Tier.STARTER)]
+        assert (pool.purchased, pool.assigned, pool.pending_removal, pool.version) == (3, 2, 1, 0)
+        assert old.schema_version() == 2
+    finally:
+        old.drop_schema()
+        old.close()

@@ -87,36 +87,49 @@ def purchase_seats(
     quantity: int,
     *,
     validate_only: bool = False,
+    etag: str = "",
     request_id: str = "",
 ) -> s.PurchaseSeatsRequest:
     """Buys seats; they count at once and are charged pro rata for the rest of the term (S3).
-    Needs edit billing (S7). ``validate_only`` prices the purchase without making it."""
+    Needs edit billing (S7). ``validate_only`` prices the purchase without making it; ``etag``
+    (the pool's, as read) makes it conditional: EtagMismatch when the pool changed since."""
     return s.PurchaseSeatsRequest(
         account_id=account_id,
         hub=to_hub(hub),
         tier=to_tier(tier),
         quantity=quantity,
         validate_only=validate_only,
+        etag=etag,
         request_id=request_id,
     )
 
 
 def schedule_seat_removal(
-    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, request_id: str = ""
+    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, etag: str = "", request_id: str = ""
 ) -> s.ScheduleSeatRemovalRequest:
     """Schedules unassigned purchased seats to leave at the renewal date (S4, S5); raises
-    SeatsAssigned when fewer are unassigned (S8). Needs edit billing."""
+    SeatsAssigned when fewer are unassigned (S8). Needs edit billing. ``etag`` as for purchases."""
     return s.ScheduleSeatRemovalRequest(
-        account_id=account_id, hub=to_hub(hub), tier=to_tier(tier), quantity=quantity, request_id=request_id
+        account_id=account_id,
+        hub=to_hub(hub),
+        tier=to_tier(tier),
+        quantity=quantity,
+        etag=etag,
+        request_id=request_id,
     )
 
 
 def cancel_seat_removal(
-    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, request_id: str = ""
+    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, etag: str = "", request_id: str = ""
 ) -> s.CancelSeatRemovalRequest:
-    """Keeps seats that were pending removal. Needs edit billing."""
+    """Keeps seats that were pending removal. Needs edit billing. ``etag`` as for purchases."""
     return s.CancelSeatRemovalRequest(
-        account_id=account_id, hub=to_hub(hub), tier=to_tier(tier), quantity=quantity, request_id=request_id
+        account_id=account_id,
+        hub=to_hub(hub),
+        tier=to_tier(tier),
+        quantity=quantity,
+        etag=etag,
+        request_id=request_id,
     )
 
 

@@ -290,6 +290,7 @@ class SeatPool(_message.Message):
     PENDING_REMOVAL_FIELD_NUMBER: _builtins.int
     REMOVAL_EFFECTIVE_TIME_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     hub: Global___Hub.ValueType
     """The hub."""
     tier: Global___Tier.ValueType
@@ -306,6 +307,10 @@ class SeatPool(_message.Message):
     """
     pending_removal: _builtins.int
     """Unassigned purchased seats that leave at the renewal date (S5)."""
+    etag: _builtins.str
+    """Changes on every change of the pool; send it back with a purchase or removal to make it
+    conditional on what you read (AIP-154).
+    """
     @_builtins.property
     def removal_effective_time(self) -> _timestamp_pb2.Timestamp:
         """When the pending removal takes effect: the renewal date. Unset when nothing is pending."""
@@ -326,10 +331,11 @@ class SeatPool(_message.Message):
         pending_removal: _builtins.int = ...,
         removal_effective_time: _timestamp_pb2.Timestamp | None = ...,
         unit_price: _money_pb2.Money | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["removal_effective_time", b"removal_effective_time", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "available", b"available", "hub", b"hub", "included", b"included", "pending_removal", b"pending_removal", "purchased", b"purchased", "removal_effective_time", b"removal_effective_time", "tier", b"tier", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "available", b"available", "etag", b"etag", "hub", b"hub", "included", b"included", "pending_removal", b"pending_removal", "purchased", b"purchased", "removal_effective_time", b"removal_effective_time", "tier", b"tier", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

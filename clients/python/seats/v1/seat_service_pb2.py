@@ -27,15 +27,15 @@ from google.type import money_pb2 as google_dot_type_dot_money__pb2
 from seats.v1 import resources_pb2 as seats_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bseats/v1/seat_service.proto\x12\x08seats.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\x1a\x18seats/v1/resources.proto\"\xe5\x01\n\x14\x43reateAccountRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x13\n\x0bowner_email\x18\x02 \x01(\t\x12-\n\rsubscriptions\x18\x03 \x03(\x0b\x32\x16.seats.v1.Subscription\x12\x13\n\x0bterm_months\x18\x04 \x01(\x05\x12.\n\nterm_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x1a\n\x12owner_display_name\x18\x07 \x01(\t\"^\n\x15\x43reateAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.seats.v1.Account\x12!\n\x07\x63harges\x18\x02 \x03(\x0b\x32\x10.seats.v1.Charge\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"8\n\x12GetAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.seats.v1.Account\"+\n\x15GetSeatSummaryRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x9d\x01\n\x16GetSeatSummaryResponse\x12!\n\x05pools\x18\x01 \x03(\x0b\x32\x12.seats.v1.SeatPool\x12\x30\n\x0crenewal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nterm_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x14PurchaseSeatsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"[\n\x15PurchaseSeatsResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\x12 \n\x06\x63harge\x18\x02 \x01(\x0b\x32\x10.seats.v1.Charge\"\x90\x01\n\x1aScheduleSeatRemovalRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"?\n\x1bScheduleSeatRemovalResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\"\x8e\x01\n\x18\x43\x61ncelSeatRemovalRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"=\n\x19\x43\x61ncelSeatRemovalResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\"\xa2\x01\n\x11\x41ssignSeatRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1a\n\x03hub\x18\x03 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x04 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x1a\n\x12purchase_if_needed\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\xbe\x01\n\x12\x41ssignSeatResponse\x12,\n\nassignment\x18\x01 \x01(\x0b\x32\x18.seats.v1.SeatAssignment\x12 \n\x04pool\x18\x02 \x01(\x0b\x32\x12.seats.v1.SeatPool\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12%\n\rprevious_tier\x18\x04 \x01(\x0e\x32\x0e.seats.v1.Tier\x12 \n\x06\x63harge\x18\x05 \x01(\x0b\x32\x10.seats.v1.Charge\"j\n\x13UnassignSeatRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1a\n\x03hub\x18\x03 \x01(\x0e\x32\r.seats.v1.Hub\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"8\n\x14UnassignSeatResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\"W\n\nSeatChange\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\"\xb2\x01\n\x10SeatChangeResult\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12%\n\rprevious_tier\x18\x04 \x01(\x0e\x32\x0e.seats.v1.Tier\x12,\n\x07outcome\x18\x05 \x01(\x0e\x32\x1b.seats.v1.SeatChangeOutcome\"\x89\x01\n!BatchUpdateSeatAssignmentsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12%\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x14.seats.v1.SeatChange\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"t\n\"BatchUpdateSeatAssignmentsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.seats.v1.SeatChangeResult\x12!\n\x05pools\x18\x02 \x03(\x0b\x32\x12.seats.v1.SeatPool\"\x91\x01\n\x1aListSeatAssignmentsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"e\n\x1bListSeatAssignmentsResponse\x12-\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x18.seats.v1.SeatAssignment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc7\x01\n\x1aUpgradeSubscriptionRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x17\n\x0fpurchased_seats\x18\x04 \x01(\x05\x12\x17\n\x0f\x61ssign_user_ids\x18\x05 \x03(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x15\n\rvalidate_only\x18\x07 \x01(\x08\"\x86\x01\n\x1bUpgradeSubscriptionResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.seats.v1.Account\x12!\n\x07\x63harges\x18\x02 \x03(\x0b\x32\x10.seats.v1.Charge\x12 \n\x04pool\x18\x03 \x01(\x0b\x32\x12.seats.v1.SeatPool\"+\n\x15PreviewInvoiceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\xde\x01\n\x0bInvoiceLine\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.seats.v1.ChargeKind\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12&\n\nunit_price\x18\x05 \x01(\x0b\x32\x12.google.type.Money\x12\"\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x12.google.type.Money\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"\xbd\x02\n\x16PreviewInvoiceResponse\x12.\n\nterm_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0crenewal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x14\x63urrent_term_charges\x18\x03 \x03(\x0b\x32\x10.seats.v1.Charge\x12.\n\x12\x63urrent_term_total\x18\x04 \x01(\x0b\x32\x12.google.type.Money\x12\x31\n\x12next_renewal_lines\x18\x05 \x03(\x0b\x32\x15.seats.v1.InvoiceLine\x12.\n\x12next_renewal_total\x18\x06 \x01(\x0b\x32\x12.google.type.Money\"j\n\x15ListSeatEventsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"V\n\x16ListSeatEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.seats.v1.SeatEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x16WatchSeatEventsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"=\n\x17WatchSeatEventsResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.seats.v1.SeatEvent*\xc0\x01\n\x11SeatChangeOutcome\x12#\n\x1fSEAT_CHANGE_OUTCOME_UNSPECIFIED\x10\x00\x12!\n\x1dSEAT_CHANGE_OUTCOME_UNCHANGED\x10\x01\x12 \n\x1cSEAT_CHANGE_OUTCOME_ASSIGNED\x10\x02\x12\x1d\n\x19SEAT_CHANGE_OUTCOME_MOVED\x10\x03\x12\"\n\x1eSEAT_CHANGE_OUTCOME_UNASSIGNED\x10\x04\x32\xee\t\n\x0bSeatService\x12P\n\rCreateAccount\x12\x1e.seats.v1.CreateAccountRequest\x1a\x1f.seats.v1.CreateAccountResponse\x12G\n\nGetAccount\x12\x1b.seats.v1.GetAccountRequest\x1a\x1c.seats.v1.GetAccountResponse\x12S\n\x0eGetSeatSummary\x12\x1f.seats.v1.GetSeatSummaryRequest\x1a .seats.v1.GetSeatSummaryResponse\x12P\n\rPurchaseSeats\x12\x1e.seats.v1.PurchaseSeatsRequest\x1a\x1f.seats.v1.PurchaseSeatsResponse\x12\x62\n\x13ScheduleSeatRemoval\x12$.seats.v1.ScheduleSeatRemovalRequest\x1a%.seats.v1.ScheduleSeatRemovalResponse\x12\\\n\x11\x43\x61ncelSeatRemoval\x12\".seats.v1.CancelSeatRemovalRequest\x1a#.seats.v1.CancelSeatRemovalResponse\x12G\n\nAssignSeat\x12\x1b.seats.v1.AssignSeatRequest\x1a\x1c.seats.v1.AssignSeatResponse\x12M\n\x0cUnassignSeat\x12\x1d.seats.v1.UnassignSeatRequest\x1a\x1e.seats.v1.UnassignSeatResponse\x12w\n\x1a\x42\x61tchUpdateSeatAssignments\x12+.seats.v1.BatchUpdateSeatAssignmentsRequest\x1a,.seats.v1.BatchUpdateSeatAssignmentsResponse\x12\x62\n\x13ListSeatAssignments\x12$.seats.v1.ListSeatAssignmentsRequest\x1a%.seats.v1.ListSeatAssignmentsResponse\x12\x62\n\x13UpgradeSubscription\x12$.seats.v1.UpgradeSubscriptionRequest\x1a%.seats.v1.UpgradeSubscriptionResponse\x12S\n\x0ePreviewInvoice\x12\x1f.seats.v1.PreviewInvoiceRequest\x1a .seats.v1.PreviewInvoiceResponse\x12S\n\x0eListSeatEvents\x12\x1f.seats.v1.ListSeatEventsRequest\x1a .seats.v1.ListSeatEventsResponse\x12X\n\x0fWatchSeatEvents\x12 .seats.v1.WatchSeatEventsRequest\x1a!.seats.v1.WatchSeatEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bseats/v1/seat_service.proto\x12\x08seats.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\x1a\x18seats/v1/resources.proto\"\xe5\x01\n\x14\x43reateAccountRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x13\n\x0bowner_email\x18\x02 \x01(\t\x12-\n\rsubscriptions\x18\x03 \x03(\x0b\x32\x16.seats.v1.Subscription\x12\x13\n\x0bterm_months\x18\x04 \x01(\x05\x12.\n\nterm_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x1a\n\x12owner_display_name\x18\x07 \x01(\t\"^\n\x15\x43reateAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.seats.v1.Account\x12!\n\x07\x63harges\x18\x02 \x03(\x0b\x32\x10.seats.v1.Charge\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"8\n\x12GetAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.seats.v1.Account\"+\n\x15GetSeatSummaryRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x9d\x01\n\x16GetSeatSummaryResponse\x12!\n\x05pools\x18\x01 \x03(\x0b\x32\x12.seats.v1.SeatPool\x12\x30\n\x0crenewal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nterm_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaf\x01\n\x14PurchaseSeatsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\"[\n\x15PurchaseSeatsResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\x12 \n\x06\x63harge\x18\x02 \x01(\x0b\x32\x10.seats.v1.Charge\"\x9e\x01\n\x1aScheduleSeatRemovalRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\"?\n\x1bScheduleSeatRemovalResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\"\x9c\x01\n\x18\x43\x61ncelSeatRemovalRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\"=\n\x19\x43\x61ncelSeatRemovalResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\"\xa2\x01\n\x11\x41ssignSeatRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1a\n\x03hub\x18\x03 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x04 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x1a\n\x12purchase_if_needed\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\xbe\x01\n\x12\x41ssignSeatResponse\x12,\n\nassignment\x18\x01 \x01(\x0b\x32\x18.seats.v1.SeatAssignment\x12 \n\x04pool\x18\x02 \x01(\x0b\x32\x12.seats.v1.SeatPool\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12%\n\rprevious_tier\x18\x04 \x01(\x0e\x32\x0e.seats.v1.Tier\x12 \n\x06\x63harge\x18\x05 \x01(\x0b\x32\x10.seats.v1.Charge\"j\n\x13UnassignSeatRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1a\n\x03hub\x18\x03 \x01(\x0e\x32\r.seats.v1.Hub\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"8\n\x14UnassignSeatResponse\x12 \n\x04pool\x18\x01 \x01(\x0b\x32\x12.seats.v1.SeatPool\"W\n\nSeatChange\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\"\xb2\x01\n\x10SeatChangeResult\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12%\n\rprevious_tier\x18\x04 \x01(\x0e\x32\x0e.seats.v1.Tier\x12,\n\x07outcome\x18\x05 \x01(\x0e\x32\x1b.seats.v1.SeatChangeOutcome\"\x89\x01\n!BatchUpdateSeatAssignmentsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12%\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x14.seats.v1.SeatChange\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"t\n\"BatchUpdateSeatAssignmentsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.seats.v1.SeatChangeResult\x12!\n\x05pools\x18\x02 \x03(\x0b\x32\x12.seats.v1.SeatPool\"\x91\x01\n\x1aListSeatAssignmentsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"e\n\x1bListSeatAssignmentsResponse\x12-\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x18.seats.v1.SeatAssignment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc7\x01\n\x1aUpgradeSubscriptionRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x17\n\x0fpurchased_seats\x18\x04 \x01(\x05\x12\x17\n\x0f\x61ssign_user_ids\x18\x05 \x03(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x15\n\rvalidate_only\x18\x07 \x01(\x08\"\x86\x01\n\x1bUpgradeSubscriptionResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.seats.v1.Account\x12!\n\x07\x63harges\x18\x02 \x03(\x0b\x32\x10.seats.v1.Charge\x12 \n\x04pool\x18\x03 \x01(\x0b\x32\x12.seats.v1.SeatPool\"+\n\x15PreviewInvoiceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\xde\x01\n\x0bInvoiceLine\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.seats.v1.ChargeKind\x12\x1a\n\x03hub\x18\x02 \x01(\x0e\x32\r.seats.v1.Hub\x12\x1c\n\x04tier\x18\x03 \x01(\x0e\x32\x0e.seats.v1.Tier\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12&\n\nunit_price\x18\x05 \x01(\x0b\x32\x12.google.type.Money\x12\"\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x12.google.type.Money\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"\xbd\x02\n\x16PreviewInvoiceResponse\x12.\n\nterm_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0crenewal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x14\x63urrent_term_charges\x18\x03 \x03(\x0b\x32\x10.seats.v1.Charge\x12.\n\x12\x63urrent_term_total\x18\x04 \x01(\x0b\x32\x12.google.type.Money\x12\x31\n\x12next_renewal_lines\x18\x05 \x03(\x0b\x32\x15.seats.v1.InvoiceLine\x12.\n\x12next_renewal_total\x18\x06 \x01(\x0b\x32\x12.google.type.Money\"j\n\x15ListSeatEventsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"V\n\x16ListSeatEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.seats.v1.SeatEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x16WatchSeatEventsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"=\n\x17WatchSeatEventsResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.seats.v1.SeatEvent*\xc0\x01\n\x11SeatChangeOutcome\x12#\n\x1fSEAT_CHANGE_OUTCOME_UNSPECIFIED\x10\x00\x12!\n\x1dSEAT_CHANGE_OUTCOME_UNCHANGED\x10\x01\x12 \n\x1cSEAT_CHANGE_OUTCOME_ASSIGNED\x10\x02\x12\x1d\n\x19SEAT_CHANGE_OUTCOME_MOVED\x10\x03\x12\"\n\x1eSEAT_CHANGE_OUTCOME_UNASSIGNED\x10\x04\x32\xee\t\n\x0bSeatService\x12P\n\rCreateAccount\x12\x1e.seats.v1.CreateAccountRequest\x1a\x1f.seats.v1.CreateAccountResponse\x12G\n\nGetAccount\x12\x1b.seats.v1.GetAccountRequest\x1a\x1c.seats.v1.GetAccountResponse\x12S\n\x0eGetSeatSummary\x12\x1f.seats.v1.GetSeatSummaryRequest\x1a .seats.v1.GetSeatSummaryResponse\x12P\n\rPurchaseSeats\x12\x1e.seats.v1.PurchaseSeatsRequest\x1a\x1f.seats.v1.PurchaseSeatsResponse\x12\x62\n\x13ScheduleSeatRemoval\x12$.seats.v1.ScheduleSeatRemovalRequest\x1a%.seats.v1.ScheduleSeatRemovalResponse\x12\\\n\x11\x43\x61ncelSeatRemoval\x12\".seats.v1.CancelSeatRemovalRequest\x1a#.seats.v1.CancelSeatRemovalResponse\x12G\n\nAssignSeat\x12\x1b.seats.v1.AssignSeatRequest\x1a\x1c.seats.v1.AssignSeatResponse\x12M\n\x0cUnassignSeat\x12\x1d.seats.v1.UnassignSeatRequest\x1a\x1e.seats.v1.UnassignSeatResponse\x12w\n\x1a\x42\x61tchUpdateSeatAssignments\x12+.seats.v1.BatchUpdateSeatAssignmentsRequest\x1a,.seats.v1.BatchUpdateSeatAssignmentsResponse\x12\x62\n\x13ListSeatAssignments\x12$.seats.v1.ListSeatAssignmentsRequest\x1a%.seats.v1.ListSeatAssignmentsResponse\x12\x62\n\x13UpgradeSubscription\x12$.seats.v1.UpgradeSubscriptionRequest\x1a%.seats.v1.UpgradeSubscriptionResponse\x12S\n\x0ePreviewInvoice\x12\x1f.seats.v1.PreviewInvoiceRequest\x1a .seats.v1.PreviewInvoiceResponse\x12S\n\x0eListSeatEvents\x12\x1f.seats.v1.ListSeatEventsRequest\x1a .seats.v1.ListSeatEventsResponse\x12X\n\x0fWatchSeatEvents\x12 .seats.v1.WatchSeatEventsRequest\x1a!.seats.v1.WatchSeatEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'seats.v1.seat_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEATCHANGEOUTCOME']._serialized_start=3996
-  _globals['_SEATCHANGEOUTCOME']._serialized_end=4188
+  _globals['_SEATCHANGEOUTCOME']._serialized_start=4038
+  _globals['_SEATCHANGEOUTCOME']._serialized_end=4230
   _globals['_CREATEACCOUNTREQUEST']._serialized_start=126
   _globals['_CREATEACCOUNTREQUEST']._serialized_end=355
   _globals['_CREATEACCOUNTRESPONSE']._serialized_start=357
@@ -49,55 +49,55 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSEATSUMMARYRESPONSE']._serialized_start=598
   _globals['_GETSEATSUMMARYRESPONSE']._serialized_end=755
   _globals['_PURCHASESEATSREQUEST']._serialized_start=758
-  _globals['_PURCHASESEATSREQUEST']._serialized_end=919
-  _globals['_PURCHASESEATSRESPONSE']._serialized_start=921
-  _globals['_PURCHASESEATSRESPONSE']._serialized_end=1012
-  _globals['_SCHEDULESEATREMOVALREQUEST']._serialized_start=1015
-  _globals['_SCHEDULESEATREMOVALREQUEST']._serialized_end=1159
-  _globals['_SCHEDULESEATREMOVALRESPONSE']._serialized_start=1161
-  _globals['_SCHEDULESEATREMOVALRESPONSE']._serialized_end=1224
-  _globals['_CANCELSEATREMOVALREQUEST']._serialized_start=1227
-  _globals['_CANCELSEATREMOVALREQUEST']._serialized_end=1369
-  _globals['_CANCELSEATREMOVALRESPONSE']._serialized_start=1371
-  _globals['_CANCELSEATREMOVALRESPONSE']._serialized_end=1432
-  _globals['_ASSIGNSEATREQUEST']._serialized_start=1435
-  _globals['_ASSIGNSEATREQUEST']._serialized_end=1597
-  _globals['_ASSIGNSEATRESPONSE']._serialized_start=1600
-  _globals['_ASSIGNSEATRESPONSE']._serialized_end=1790
-  _globals['_UNASSIGNSEATREQUEST']._serialized_start=1792
-  _globals['_UNASSIGNSEATREQUEST']._serialized_end=1898
-  _globals['_UNASSIGNSEATRESPONSE']._serialized_start=1900
-  _globals['_UNASSIGNSEATRESPONSE']._serialized_end=1956
-  _globals['_SEATCHANGE']._serialized_start=1958
-  _globals['_SEATCHANGE']._serialized_end=2045
-  _globals['_SEATCHANGERESULT']._serialized_start=2048
-  _globals['_SEATCHANGERESULT']._serialized_end=2226
-  _globals['_BATCHUPDATESEATASSIGNMENTSREQUEST']._serialized_start=2229
-  _globals['_BATCHUPDATESEATASSIGNMENTSREQUEST']._serialized_end=2366
-  _globals['_BATCHUPDATESEATASSIGNMENTSRESPONSE']._serialized_start=2368
-  _globals['_BATCHUPDATESEATASSIGNMENTSRESPONSE']._serialized_end=2484
-  _globals['_LISTSEATASSIGNMENTSREQUEST']._serialized_start=2487
-  _globals['_LISTSEATASSIGNMENTSREQUEST']._serialized_end=2632
-  _globals['_LISTSEATASSIGNMENTSRESPONSE']._serialized_start=2634
-  _globals['_LISTSEATASSIGNMENTSRESPONSE']._serialized_end=2735
-  _globals['_UPGRADESUBSCRIPTIONREQUEST']._serialized_start=2738
-  _globals['_UPGRADESUBSCRIPTIONREQUEST']._serialized_end=2937
-  _globals['_UPGRADESUBSCRIPTIONRESPONSE']._serialized_start=2940
-  _globals['_UPGRADESUBSCRIPTIONRESPONSE']._serialized_end=3074
-  _globals['_PREVIEWINVOICEREQUEST']._serialized_start=3076
-  _globals['_PREVIEWINVOICEREQUEST']._serialized_end=3119
-  _globals['_INVOICELINE']._serialized_start=3122
-  _globals['_INVOICELINE']._serialized_end=3344
-  _globals['_PREVIEWINVOICERESPONSE']._serialized_start=3347
-  _globals['_PREVIEWINVOICERESPONSE']._serialized_end=3664
-  _globals['_LISTSEATEVENTSREQUEST']._serialized_start=3666
-  _globals['_LISTSEATEVENTSREQUEST']._serialized_end=3772
-  _globals['_LISTSEATEVENTSRESPONSE']._serialized_start=3774
-  _globals['_LISTSEATEVENTSRESPONSE']._serialized_end=3860
-  _globals['_WATCHSEATEVENTSREQUEST']._serialized_start=3862
-  _globals['_WATCHSEATEVENTSREQUEST']._serialized_end=3930
-  _globals['_WATCHSEATEVENTSRESPONSE']._serialized_start=3932
-  _globals['_WATCHSEATEVENTSRESPONSE']._serialized_end=3993
-  _globals['_SEATSERVICE']._serialized_start=4191
-  _globals['_SEATSERVICE']._serialized_end=5453
+  _globals['_PURCHASESEATSREQUEST']._serialized_end=933
+  _globals['_PURCHASESEATSRESPONSE']._serialized_start=935
+  _globals['_PURCHASESEATSRESPONSE']._serialized_end=1026
+  _globals['_SCHEDULESEATREMOVALREQUEST']._serialized_start=1029
+  _globals['_SCHEDULESEATREMOVALREQUEST']._serialized_end=1187
+  _globals['_SCHEDULESEATREMOVALRESPONSE']._serialized_start=1189
+  _globals['_SCHEDULESEATREMOVALRESPONSE']._serialized_end=1252
+  _globals['_CANCELSEATREMOVALREQUEST']._serialized_start=1255
+  _globals['_CANCELSEATREMOVALREQUEST']._serialized_end=1411
+  _globals['_CANCELSEATREMOVALRESPONSE']._serialized_start=1413
+  _globals['_CANCELSEATREMOVALRESPONSE']._serialized_end=1474
+  _globals['_ASSIGNSEATREQUEST']._serialized_start=1477
+  _globals['_ASSIGNSEATREQUEST']._serialized_end=1639
+  _globals['_ASSIGNSEATRESPONSE']._serialized_start=1642
+  _globals['_ASSIGNSEATRESPONSE']._serialized_end=1832
+  _globals['_UNASSIGNSEATREQUEST']._serialized_start=1834
+  _globals['_UNASSIGNSEATREQUEST']._serialized_end=1940
+  _globals['_UNASSIGNSEATRESPONSE']._serialized_start=1942
+  _globals['_UNASSIGNSEATRESPONSE']._serialized_end=1998
+  _globals['_SEATCHANGE']._serialized_start=2000
+  _globals['_SEATCHANGE']._serialized_end=2087
+  _globals['_SEATCHANGERESULT']._serialized_start=2090
+  _globals['_SEATCHANGERESULT']._serialized_end=2268
+  _globals['_BATCHUPDATESEATASSIGNMENTSREQUEST']._serialized_start=2271
+  _globals['_BATCHUPDATESEATASSIGNMENTSREQUEST']._serialized_end=2408
+  _globals['_BATCHUPDATESEATASSIGNMENTSRESPONSE']._serialized_start=2410
+  _globals['_BATCHUPDATESEATASSIGNMENTSRESPONSE']._serialized_end=2526
+  _globals['_LISTSEATASSIGNMENTSREQUEST']._serialized_start=2529
+  _globals['_LISTSEATASSIGNMENTSREQUEST']._serialized_end=2674
+  _globals['_LISTSEATASSIGNMENTSRESPONSE']._serialized_start=2676
+  _globals['_LISTSEATASSIGNMENTSRESPONSE']._serialized_end=2777
+  _globals['_UPGRADESUBSCRIPTIONREQUEST']._serialized_start=2780
+  _globals['_UPGRADESUBSCRIPTIONREQUEST']._serialized_end=2979
+  _globals['_UPGRADESUBSCRIPTIONRESPONSE']._serialized_start=2982
+  _globals['_UPGRADESUBSCRIPTIONRESPONSE']._serialized_end=3116
+  _globals['_PREVIEWINVOICEREQUEST']._serialized_start=3118
+  _globals['_PREVIEWINVOICEREQUEST']._serialized_end=3161
+  _globals['_INVOICELINE']._serialized_start=3164
+  _globals['_INVOICELINE']._serialized_end=3386
+  _globals['_PREVIEWINVOICERESPONSE']._serialized_start=3389
+  _globals['_PREVIEWINVOICERESPONSE']._serialized_end=3706
+  _globals['_LISTSEATEVENTSREQUEST']._serialized_start=3708
+  _globals['_LISTSEATEVENTSREQUEST']._serialized_end=3814
+  _globals['_LISTSEATEVENTSRESPONSE']._serialized_start=3816
+  _globals['_LISTSEATEVENTSRESPONSE']._serialized_end=3902
+  _globals['_WATCHSEATEVENTSREQUEST']._serialized_start=3904
+  _globals['_WATCHSEATEVENTSREQUEST']._serialized_end=3972
+  _globals['_WATCHSEATEVENTSRESPONSE']._serialized_start=3974
+  _globals['_WATCHSEATEVENTSRESPONSE']._serialized_end=4035
+  _globals['_SEATSERVICE']._serialized_start=4233
+  _globals['_SEATSERVICE']._serialized_end=5495
 # @@protoc_insertion_point(module_scope)

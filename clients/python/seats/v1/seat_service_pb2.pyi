@@ -250,6 +250,7 @@ class PurchaseSeatsRequest(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account. Required."""
     hub: _resources_pb2.Hub.ValueType
@@ -262,6 +263,8 @@ class PurchaseSeatsRequest(_message.Message):
     """Check and price the purchase without making it."""
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
+    etag: _builtins.str
+    """The pool's etag last read; when set and the pool changed since, ABORTED (ETAG_MISMATCH)."""
     def __init__(
         self,
         *,
@@ -271,10 +274,11 @@ class PurchaseSeatsRequest(_message.Message):
         quantity: _builtins.int = ...,
         validate_only: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "quantity", b"quantity", "request_id", b"request_id", "tier", b"tier", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "etag", b"etag", "hub", b"hub", "quantity", b"quantity", "request_id", b"request_id", "tier", b"tier", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -321,6 +325,7 @@ class ScheduleSeatRemovalRequest(_message.Message):
     TIER_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account. Required."""
     hub: _resources_pb2.Hub.ValueType
@@ -331,6 +336,8 @@ class ScheduleSeatRemovalRequest(_message.Message):
     """Seats to remove at the renewal date, at least 1."""
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
+    etag: _builtins.str
+    """The pool's etag last read; when set and the pool changed since, ABORTED (ETAG_MISMATCH)."""
     def __init__(
         self,
         *,
@@ -339,10 +346,11 @@ class ScheduleSeatRemovalRequest(_message.Message):
         tier: _resources_pb2.Tier.ValueType = ...,
         quantity: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "quantity", b"quantity", "request_id", b"request_id", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "etag", b"etag", "hub", b"hub", "quantity", b"quantity", "request_id", b"request_id", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -383,6 +391,7 @@ class CancelSeatRemovalRequest(_message.Message):
     TIER_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account. Required."""
     hub: _resources_pb2.Hub.ValueType
@@ -393,6 +402,8 @@ class CancelSeatRemovalRequest(_message.Message):
     """Pending seats to keep, at least 1 and at most the pending count."""
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
+    etag: _builtins.str
+    """The pool's etag last read; when set and the pool changed since, ABORTED (ETAG_MISMATCH)."""
     def __init__(
         self,
         *,
@@ -401,10 +412,11 @@ class CancelSeatRemovalRequest(_message.Message):
         tier: _resources_pb2.Tier.ValueType = ...,
         quantity: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "quantity", b"quantity", "request_id", b"request_id", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "etag", b"etag", "hub", b"hub", "quantity", b"quantity", "request_id", b"request_id", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
