@@ -79,5 +79,7 @@ def actor_not_in_account(actor: str) -> SeatError:
     )
 
 
-def unavailable(message: str) -> SeatError:
-    return SeatError(Kind.UNAVAILABLE, "STORE_UNAVAILABLE", message)
+def unavailable() -> SeatError:
+    """The database cannot be reached. The details go to the log, not to callers: they name
+    hosts and ports."""
+    return SeatError(Kind.UNAVAILABLE, "STORE_UNAVAILABLE", "the service cannot reach its database; retry later")

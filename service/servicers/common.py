@@ -54,13 +54,12 @@ def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
     elif isinstance(exc, pw.IntegrityError):
         error = SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "a concurrent change won; retry the call")
     elif isinstance(exc, pw.OperationalError | pw.InterfaceError):
-        error = unavailable(f"the database is unavailable: {exc}")
+        log.warning("database error", extra={"error": str(exc)})
+        error = unavailable()
     else:
         log.exception("internal error in %s", method, exc_info=exc)
         context.abort_with_status(internal_status())
         return
-    if error.reason == "STORE_UNAVAILABLE":
-        log.warning("refused: %s", error)
     context.abort_with_status(to_status(error))
 
 

@@ -9,6 +9,7 @@ request id) are retried here, so callers never see them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -36,7 +37,7 @@ from ..domain.model import (
     Tier,
     User,
 )
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, Migration
 from .models import build_models
 
 T = TypeVar("T")
@@ -74,9 +75,9 @@ def open_store(url: str) -> Store:
         db: pw.Database = pw.SqliteDatabase(
             path,
             pragmas={
+                "busy_timeout": 10_000,  # first: switching to WAL may wait for another process
                 "journal_mode": "wal",
                 "foreign_keys": 1,
-                "busy_timeout": 10_000,
                 "synchronous": "normal",
             },
             check_same_thread=False,
@@ -140,7 +141,8 @@ class Store:
                 if not self._transient(exc) or attempt >= MAX_ATTEMPTS:
                     if self._connection_lost(exc):
                         self._reset_connection()
-                        raise unavailable(f"database unavailable: {exc}") from exc
+                        log.warning("database unavailable", extra={"error": str(exc)})
+                        raise unavailable() from exc
                     raise
             else:
                 self._notify(self._local.touched)
@@ -157,7 +159,8 @@ class Store:
                     raise
                 self._reset_connection()
                 if attempt == 2:
-                    raise unavailable(f"database unavailable: {exc}") from exc
+                    log.warning("database unavailable", extra={"error": str(exc)})
+                    raise unavailable() from exc
         raise AssertionError("unreachable")
 
     def retry(self) -> _Retry:
@@ -207,37 +210,45 @@ class Store:
 
     def migrate(self, target: int | None = None) -> list[int]:
         """Applies the migrations not applied yet (up to ``target``, default all); returns their
-        versions. Safe to run from several processes at once."""
-        blob = "BLOB" if self.dialect == "sqlite" else "BYTEA"
-        applied: list[int] = []
+        versions. Safe to run from several processes at once: on PostgreSQL they queue on an
+        advisory lock; on SQLite each migration re-checks, inside its IMMEDIATE transaction,
+        whether another process applied it first."""
         if self.dialect == "postgres":
-            if self.schema:
-                self.db.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             self.db.execute_sql("SELECT pg_advisory_lock(%s)", (PG_ADVISORY_MIGRATION_LOCK,))
         try:
-            with self.db.atomic("IMMEDIATE") if self.dialect == "sqlite" else self.db.atomic():
-                self.db.execute_sql(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-                )
-            done = {r.version for r in self.m.SchemaMigration.select(self.m.SchemaMigration.version)}
-            for migration in MIGRATIONS:
-                if migration.version in done or (target is not None and migration.version > target):
-                    continue
-                with self.db.atomic("IMMEDIATE") if self.dialect == "sqlite" else self.db.atomic():
-                    for statement in migration.statements:
-                        self.db.execute_sql(statement.replace("{blob}", blob))
-                    self.m.SchemaMigration.insert(
-                        version=migration.version,
-                        name=migration.name,
-                        applied_at=to_micros(datetime.now(UTC)),
-                    ).execute()
-                applied.append(migration.version)
-                log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
+            if self.schema:
+                self.db.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            return self.write(lambda: self._migrate_step(None)) + self._apply_migrations(target)
         finally:
             if self.dialect == "postgres":
                 self.db.execute_sql("SELECT pg_advisory_unlock(%s)", (PG_ADVISORY_MIGRATION_LOCK,))
+
+    def _apply_migrations(self, target: int | None) -> list[int]:
+        applied: list[int] = []
+        for migration in MIGRATIONS:
+            if target is not None and migration.version > target:
+                break
+            applied += self.write(functools.partial(self._migrate_step, migration))
         return applied
+
+    def _migrate_step(self, migration: Migration | None) -> list[int]:
+        """In a write transaction: makes the bookkeeping table (None), or applies one migration
+        unless it is already applied."""
+        if migration is None:
+            self.db.execute_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            )
+            return []
+        M = self.m.SchemaMigration
+        if M.select(M.version).where(M.version == migration.version).exists():
+            return []
+        blob = "BLOB" if self.dialect == "sqlite" else "BYTEA"
+        for statement in migration.statements:
+            self.db.execute_sql(statement.replace("{blob}", blob))
+        M.insert(version=migration.version, name=migration.name, applied_at=to_micros(datetime.now(UTC))).execute()
+        log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
+        return [migration.version]
 
     def schema_version(self) -> int:
         try:
