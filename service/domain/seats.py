@@ -60,6 +60,8 @@ MAX_QUANTITY = 10_000  # seats per call
 MAX_POOL_SEATS = 1_000_000  # seats per pool: counts stay far inside int32
 MAX_RENEWALS_AT_ONCE = 1200  # a hundred years of monthly terms
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_PAST_TERM_START = timedelta(days=10 * 365)  # an account migrated from an older system
+MAX_SEQUENCE = 2**62
 
 
 def new_id(prefix: str) -> str:
@@ -231,7 +233,7 @@ class SeatDomain:
         return self.store.write(run, dry_run=dry_run)
 
     def _open(self, call: Call, account_id: str, *, need: Permission | None, what: str) -> Unit:
-        _id("account_id", account_id)
+        check_id("account_id", account_id)
         actor = self._actor(call, account_id)
         account = self.store.get_account(account_id, lock=True)
         if account is None:
@@ -306,7 +308,7 @@ class SeatDomain:
 
     def _read_account(self, call: Call, account_id: str) -> Account:
         """For reads: the actor check, the account, and a due renewal applied first."""
-        _id("account_id", account_id)
+        check_id("account_id", account_id)
 
         def load() -> Account:
             self._actor(call, account_id)
@@ -490,6 +492,8 @@ class SeatDomain:
         term_start = spec.term_start or now
         if term_start > now + FUTURE_TOLERANCE:
             raise invalid("term_start", "must not lie in the future")
+        if term_start < now - MAX_PAST_TERM_START:
+            raise invalid("term_start", f"must lie within the last {MAX_PAST_TERM_START.days // 365} years")
 
         def run() -> tuple[AccountView, list[Charge]]:
             account_id, owner_id = new_id("acc"), new_id("usr")
@@ -695,7 +699,7 @@ class SeatDomain:
         return pool
 
     def _target_user(self, unit: Unit, user_id: str) -> None:
-        _id("user_id", user_id)
+        check_id("user_id", user_id)
         if self.store.get_user(unit.account.account_id, user_id) is None:
             raise user_not_found(user_id)
 
@@ -736,7 +740,7 @@ class SeatDomain:
             raise invalid("changes", f"at most {MAX_BATCH} changes per batch")
         seen: set[tuple[str, Hub]] = set()
         for i, (user_id, hub, _tier) in enumerate(changes):
-            _id(f"changes[{i}].user_id", user_id)
+            check_id(f"changes[{i}].user_id", user_id)
             if (user_id, hub) in seen:
                 raise invalid(f"changes[{i}]", "a user and hub may appear once per batch")
             seen.add((user_id, hub))
@@ -798,7 +802,7 @@ class SeatDomain:
         limit = paging.page_size(size)
         filters = ["assignments", account_id, hub, tier]
         key = paging.decode_token(token, filters)
-        after = (str(key[0]), int(key[1])) if key else None
+        after = _assignment_key(key) if key is not None else None
         self._read_account(call, account_id)
         rows = self.store.read(lambda: self.store.list_assignments(account_id, after, limit + 1, hub, tier))
         more = len(rows) > limit
@@ -819,6 +823,8 @@ class SeatDomain:
         validate_only: bool = False,
     ) -> UpgradeResult:
         _quantity("purchased_seats", purchased, minimum=0)
+        for i, user_id in enumerate(assign_user_ids):
+            check_id(f"assign_user_ids[{i}]", user_id)
         if len(set(assign_user_ids)) != len(assign_user_ids):
             raise invalid("assign_user_ids", "a user may appear once")
         if tier is Tier.FREE:
@@ -921,7 +927,7 @@ class SeatDomain:
         limit = paging.page_size(size)
         filters = ["events", account_id, after_sequence]
         key = paging.decode_token(token, filters)
-        after = int(key) if key is not None else after_sequence
+        after = _sequence_key(key) if key is not None else after_sequence
         self._read_account(call, account_id)
         rows = self.store.read(lambda: self.store.list_events(account_id, after, limit + 1))
         more = len(rows) > limit
@@ -987,7 +993,7 @@ class SeatDomain:
         return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="create users")
 
     def get_user(self, call: Call, account_id: str, user_id: str) -> User:
-        _id("user_id", user_id)
+        check_id("user_id", user_id)
         self._read_account(call, account_id)
         user = self.store.read(lambda: self.store.get_user(account_id, user_id, with_seats=True))
         if user is None:
@@ -999,13 +1005,14 @@ class SeatDomain:
         filters = ["users", account_id, hub]
         key = paging.decode_token(token, filters)
         self._read_account(call, account_id)
-        rows = self.store.read(lambda: self.store.list_users(account_id, str(key) if key else None, limit + 1, hub))
+        after = _user_key(key) if key is not None else None
+        rows = self.store.read(lambda: self.store.list_users(account_id, after, limit + 1, hub))
         more = len(rows) > limit
         rows = rows[:limit]
         return Page(rows, paging.encode_token(rows[-1].user_id, filters) if more else None)
 
     def update_user(self, call: Call, account_id: str, user_id: str, changes: UserChanges, etag: str) -> User:
-        _id("user.user_id", user_id)
+        check_id("user.user_id", user_id)
         new_email = _email("user.email", changes.email) if changes.email is not None else None
         new_name = (
             _text("user.display_name", changes.display_name, required=True)
@@ -1064,7 +1071,7 @@ class SeatDomain:
         return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="change users")
 
     def delete_user(self, call: Call, account_id: str, user_id: str, etag: str) -> None:
-        _id("user_id", user_id)
+        check_id("user_id", user_id)
 
         def work(unit: Unit) -> None:
             user = self.store.get_user(account_id, user_id, with_seats=True)
@@ -1112,7 +1119,7 @@ def _email(field_name: str, value: str) -> str:
     return value
 
 
-def _id(field_name: str, value: str) -> None:
+def check_id(field_name: str, value: str) -> None:
     """Ids are made by this service and short; anything else cannot name a thing here."""
     if not value:
         raise invalid(field_name, "is required")
@@ -1124,6 +1131,30 @@ def _id(field_name: str, value: str) -> None:
 def _printable(field_name: str, value: str) -> None:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise invalid(field_name, "must not contain control characters")
+
+
+def _bad_token() -> SeatError:
+    return invalid("page_token", "is not a token this service issued")
+
+
+def _assignment_key(key: object) -> tuple[str, int]:
+    if not (isinstance(key, list) and len(key) == 2 and isinstance(key[0], str) and type(key[1]) is int):
+        raise _bad_token()
+    check_id("page_token", key[0])
+    return key[0], key[1]
+
+
+def _sequence_key(key: object) -> int:
+    if type(key) is not int or not 0 <= key <= MAX_SEQUENCE:
+        raise _bad_token()
+    return key
+
+
+def _user_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise _bad_token()
+    check_id("page_token", key)
+    return key
 
 
 def _quantity(field_name: str, value: int, *, minimum: int = 1) -> None:

@@ -20,7 +20,7 @@ from seats.v1 import resources_pb2 as r
 from ..clock import Clock
 from ..domain.errors import Kind, SeatError, invalid, unavailable
 from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, Tier, User
-from ..domain.seats import AccountView
+from ..domain.seats import AccountView, check_id
 from ..errors import internal_status, to_status
 from ..store import Store
 
@@ -135,6 +135,9 @@ def req_tier(value: int, field: str = "tier") -> Tier:
 # ---- request ids (I5) -------------------------------------------------------------------
 
 
+SYSTEM_SCOPE = "system"  # the request-id scope of calls that name no account yet
+
+
 class Replay:
     """Runs a mutating call once per request id: a retry with the same id and payload gets
     the first response back, from the same transaction that made the effect; the same id
@@ -146,10 +149,20 @@ class Replay:
         self.window = window
 
     def run(
-        self, call: Call, scope: str, method: str, request: Message, response_type: type[M], compute: Callable[[], M]
+        self,
+        call: Call,
+        scope: str,
+        method: str,
+        request: Message,
+        response_type: type[M],
+        compute: Callable[[], M],
+        *,
+        scope_field: str = "account_id",
     ) -> M:
         if not call.request_id:
             return compute()
+        if scope != SYSTEM_SCOPE:
+            check_id(scope_field, scope)  # before the id reaches the database
         payload = type(request)()
         payload.CopyFrom(request)
         payload.ClearField("request_id")
@@ -189,8 +202,11 @@ def ts(t: datetime) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
 
 
-def from_ts(t: timestamp_pb2.Timestamp) -> datetime:
-    return t.ToDatetime(tzinfo=UTC)
+def from_ts(t: timestamp_pb2.Timestamp, field: str) -> datetime:
+    try:
+        return t.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise invalid(field, "is not a valid timestamp (years 1 to 9999, nanos below one second)") from None
 
 
 def money(minor: int, currency: str, minor_per_unit: int = 100) -> money_pb2.Money:

@@ -14,6 +14,7 @@ from ..domain.errors import Kind, SeatError, invalid
 from ..domain.seats import NewAccount, SeatDomain
 from ..events import EventHub
 from .common import (
+    SYSTEM_SCOPE,
     Replay,
     account_pb,
     assignment_pb,
@@ -62,14 +63,14 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             request.owner_display_name,
             subs,
             request.term_months,
-            from_ts(request.term_start) if request.HasField("term_start") else None,
+            from_ts(request.term_start, "term_start") if request.HasField("term_start") else None,
         )
 
         def compute() -> pb.CreateAccountResponse:
             view, charges = self.domain.create_account(call, spec)
             return pb.CreateAccountResponse(account=account_pb(view), charges=[charge_pb(c, self.mpu) for c in charges])
 
-        return self.replay.run(call, "system", "CreateAccount", request, pb.CreateAccountResponse, compute)
+        return self.replay.run(call, SYSTEM_SCOPE, "CreateAccount", request, pb.CreateAccountResponse, compute)
 
     @rpc
     def GetAccount(self, request: pb.GetAccountRequest, context: grpc.ServicerContext) -> pb.GetAccountResponse:

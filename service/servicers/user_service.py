@@ -86,7 +86,9 @@ class UserServicer(pb_grpc.UserServiceServicer):
             updated = self.domain.update_user(call, user.account_id, user.user_id, changes, etag)
             return pb.UpdateUserResponse(user=user_pb(updated))
 
-        return self.replay.run(call, user.account_id, "UpdateUser", request, pb.UpdateUserResponse, compute)
+        return self.replay.run(
+            call, user.account_id, "UpdateUser", request, pb.UpdateUserResponse, compute, scope_field="user.account_id"
+        )
 
     @rpc
     def DeleteUser(self, request: pb.DeleteUserRequest, context: grpc.ServicerContext) -> pb.DeleteUserResponse:

@@ -1,0 +1,800 @@
+"""A model of the seat rules, in a few dozen lines of plain Python, run side by side with the real server:
+random sequences of operations by the owner and by users with or without permissions, renewals included.
+After every step the server must have refused exactly when the model refuses (with the model's reason), and
+its pools and assignments must be the model's.
+
+What the model holds: pools per (hub, tier) with included, purchased, assigned and pending_removal; users
+with at most one seat per hub (I3) and their permissions (S7, S12, S19); the renewal date. The rules:
+a grant takes a free seat first, else a seat pending removal and cancels one seat of that removal (S11),
+else buys one when asked by an actor with edit billing (S14); a batch is judged on its final state, all
+or nothing (S17); only unassigned purchased seats can be scheduled for removal (S8, I2); a user with a
+seat cannot be deleted (S10); at the renewal date pending seats leave (S5, S9); an upgrade from Free
+closes the free pool and its seats (S6)."""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import itertools
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+from hypothesis import HealthCheck, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
+
+from tests.conftest import Running, actor
+from tests.contract.helpers import Tenant, check_event_log, check_pool_invariants
+from tests.property.refusals import reason_of
+
+r = resources_pb2
+s = seat_service_pb2
+u = user_service_pb2
+
+Hub: TypeAlias = r.Hub.ValueType
+Tier: TypeAlias = r.Tier.ValueType
+Outcome: TypeAlias = s.SeatChangeOutcome.ValueType
+SALES, SERVICE = r.HUB_SALES, r.HUB_SERVICE
+NO_TIER, FREE, STARTER, PROFESSIONAL, ENTERPRISE = (
+    r.TIER_UNSPECIFIED, r.TIER_FREE, r.TIER_STARTER, r.TIER_PROFESSIONAL, r.TIER_ENTERPRISE,
+)
+HUBS = (SALES, SERVICE)
+TIERS = (FREE, STARTER, PROFESSIONAL, ENTERPRISE)
+INCLUDED = {FREE: 2, STARTER: 1, PROFESSIONAL: 2, ENTERPRISE: 5}
+"""The default price book: seats each tier includes. Free seats cannot be bought."""
+TERM_MONTHS = 1
+
+OWNER = "owner"
+SYSTEM = "system"
+"""Stand-ins for the acting user in the steps: the account's owner, and no actor (a trusted system call)."""
+UNKNOWN_USER = "usr_0000000000000000000000"
+
+SCALE = int(os.environ.get("SEATS_PROPERTY_SCALE", "1"))
+"""Multiplies the runs for a deeper search (e.g. SEATS_PROPERTY_SCALE=10); 1 keeps the suite fast."""
+
+MODEL_SETTINGS = settings(
+    max_examples=25 * SCALE,
+    stateful_step_count=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+T = TypeVar("T")
+
+
+# ---- the model ---------------------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """The model's prediction that the server refuses, with the README's reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Pool:
+    included: int
+    purchased: int = 0
+    assigned: int = 0
+    pending: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.included + self.purchased
+
+    @property
+    def free(self) -> int:
+        """Seats nobody holds and nobody asked to remove."""
+        return self.capacity - self.assigned - self.pending
+
+    @property
+    def removable(self) -> int:
+        """Purchased seats not held by anyone and not already pending (S8): held seats use included ones first."""
+        return self.purchased - max(0, self.assigned - self.included) - self.pending
+
+
+@dataclass
+class Member:
+    email: str
+    super_admin: bool = False
+    edit_billing: bool = False
+    account_access: bool = False
+    seats: dict[Hub, Tier] = field(default_factory=dict)
+    """hub -> tier: at most one seat per hub (I3)."""
+
+
+def add_months(t: datetime, months: int) -> datetime:
+    """Calendar months; a day past the end of a shorter month becomes its last day."""
+    index = t.month - 1 + months
+    year, month = t.year + index // 12, index % 12 + 1
+    return t.replace(year=year, month=month, day=min(t.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass
+class Model:
+    pools: dict[tuple[Hub, Tier], Pool]
+    members: dict[str, Member]
+    owner_id: str
+    term_start: datetime
+    terms: int = 1
+    """Terms begun so far: the renewal date is `terms` terms after the first term start."""
+
+    @property
+    def renewal(self) -> datetime:
+        return add_months(self.term_start, self.terms * TERM_MONTHS)
+
+    # Who may do what (S7, S12, S19).
+
+    def acting(self, who: str | None, need: str | None) -> None:
+        """The checks every write makes first: the actor is a user of the account, and has the permission."""
+        if who is not None and who not in self.members:
+            raise Refused("ACTOR_NOT_IN_ACCOUNT")
+        if need is not None:
+            self.require(who, need)
+
+    def may(self, who: str | None, permission: str) -> bool:
+        if who is None:
+            return True  # a trusted system call
+        member = self.members[who]
+        return member.super_admin or bool(getattr(member, permission))
+
+    def require(self, who: str | None, permission: str) -> None:
+        if not self.may(who, permission):
+            raise Refused("PERMISSION_MISSING")
+
+    def user(self, user_id: str) -> Member:
+        if user_id not in self.members:
+            raise Refused("USER_NOT_FOUND")
+        return self.members[user_id]
+
+    def pool(self, hub: Hub, tier: Tier) -> Pool:
+        if (hub, tier) not in self.pools:
+            raise Refused("NOT_SUBSCRIBED")
+        return self.pools[(hub, tier)]
+
+    # Seats.
+
+    def take_seat(self, who: str | None, hub: Hub, tier: Tier, purchase_if_needed: bool) -> None:
+        """S13: one seat of the pool. A free one first; else one pending removal, which cancels one seat of
+        the removal (S11); else, when asked, one bought with the grant by an actor with edit billing (S14)."""
+        pool = self.pool(hub, tier)
+        if pool.free > 0:
+            pool.assigned += 1
+        elif pool.pending > 0:
+            pool.pending -= 1
+            pool.assigned += 1
+        elif not purchase_if_needed:
+            raise Refused("NO_SEAT_AVAILABLE")
+        else:
+            self.require(who, "edit_billing")
+            self.buy(pool, tier, 1)
+            pool.assigned += 1
+
+    def buy(self, pool: Pool, tier: Tier, quantity: int) -> None:
+        if tier == FREE:
+            raise Refused("TIER_NOT_PURCHASABLE")
+        pool.purchased += quantity
+
+    def release(self, user_id: str, hub: Hub) -> None:
+        """S18: the seat goes back to its pool, which keeps it."""
+        tier = self.members[user_id].seats.pop(hub)
+        self.pools[(hub, tier)].assigned -= 1
+
+    def assign(self, who: str | None, user_id: str, hub: Hub, tier: Tier, purchase_if_needed: bool) -> tuple[bool, int]:
+        """(changed, previous tier) of AssignSeat: the same seat again changes nothing; another tier of the
+        hub moves the seat (I3)."""
+        self.acting(who, "account_access")
+        member = self.user(user_id)
+        self.pool(hub, tier)
+        held = member.seats.get(hub)
+        if held == tier:
+            return False, NO_TIER
+        if held is not None:
+            self.release(user_id, hub)
+        self.take_seat(who, hub, tier, purchase_if_needed)
+        member.seats[hub] = tier
+        return True, held or NO_TIER
+
+    def unassign(self, who: str | None, user_id: str, hub: Hub) -> None:
+        self.acting(who, "account_access")
+        if hub not in self.user(user_id).seats:
+            raise Refused("SEAT_NOT_ASSIGNED")
+        self.release(user_id, hub)
+
+    def batch(self, who: str | None, changes: list[tuple[str, Hub, Tier]]) -> list[tuple[Tier, Tier, Outcome]]:
+        """S17, judged on the final state: every seat the batch gives up is back in its pool before any seat
+        is taken. Per change: (tier after, tier before, outcome)."""
+        if len(set((user_id, hub) for user_id, hub, _ in changes)) != len(changes):
+            raise Refused("INVALID_FIELD")
+        self.acting(who, "account_access")
+        for user_id, _, _ in changes:
+            self.user(user_id)
+        for _, hub, tier in changes:
+            if tier != NO_TIER:
+                self.pool(hub, tier)
+        before = {(user_id, hub): self.members[user_id].seats.get(hub) for user_id, hub, _ in changes}
+        for user_id, hub, tier in changes:
+            held = before[(user_id, hub)]
+            if held is not None and held != tier:
+                self.release(user_id, hub)
+        results = []
+        for user_id, hub, tier in changes:
+            held = before[(user_id, hub)]
+            if tier == NO_TIER:
+                outcome = s.SEAT_CHANGE_OUTCOME_UNASSIGNED if held else s.SEAT_CHANGE_OUTCOME_UNCHANGED
+            elif held == tier:
+                outcome = s.SEAT_CHANGE_OUTCOME_UNCHANGED
+            else:
+                self.take_seat(who, hub, tier, purchase_if_needed=False)
+                self.members[user_id].seats[hub] = tier
+                outcome = s.SEAT_CHANGE_OUTCOME_MOVED if held else s.SEAT_CHANGE_OUTCOME_ASSIGNED
+            results.append((tier, held or NO_TIER, outcome))
+        return results
+
+    # Paid seats (S3, S5, S7, S8).
+
+    def purchase(self, who: str | None, hub: Hub, tier: Tier, quantity: int) -> None:
+        self.acting(who, "edit_billing")
+        self.buy(self.pool(hub, tier), tier, quantity)
+
+    def schedule_removal(self, who: str | None, hub: Hub, tier: Tier, quantity: int) -> None:
+        self.acting(who, "edit_billing")
+        pool = self.pool(hub, tier)
+        if quantity > pool.removable:
+            raise Refused("SEATS_ASSIGNED")
+        pool.pending += quantity
+
+    def cancel_removal(self, who: str | None, hub: Hub, tier: Tier, quantity: int) -> None:
+        self.acting(who, "edit_billing")
+        pool = self.pool(hub, tier)
+        if quantity > pool.pending:
+            raise Refused("NOT_PENDING_REMOVAL")
+        pool.pending -= quantity
+
+    def renew(self) -> None:
+        """S5, S9: at the renewal date the pending seats leave and the next term begins."""
+        for pool in self.pools.values():
+            pool.purchased -= pool.pending
+            pool.pending = 0
+        self.terms += 1
+
+    def upgrade(self, who: str | None, hub: Hub, tier: Tier, purchased: int, assign_user_ids: list[str]) -> None:
+        """S6: a tier above every tier the hub has. The free pool closes at once and its holders lose their
+        seat; the new pool opens with its included seats plus `purchased`; the named users get a seat of it
+        (a seat they hold in the hub moves), or nothing happens."""
+        if tier == FREE:
+            raise Refused("NOT_AN_UPGRADE")
+        self.acting(who, "edit_billing")
+        if assign_user_ids:
+            self.require(who, "account_access")
+        if any(h == hub and t >= tier for h, t in self.pools):
+            raise Refused("NOT_AN_UPGRADE")
+        for user_id in assign_user_ids:
+            self.user(user_id)
+        if (hub, FREE) in self.pools:
+            for member in self.members.values():
+                if member.seats.get(hub) == FREE:
+                    del member.seats[hub]
+            del self.pools[(hub, FREE)]
+        self.pools[(hub, tier)] = Pool(INCLUDED[tier], purchased)
+        for user_id in assign_user_ids:
+            if hub in self.members[user_id].seats:
+                self.release(user_id, hub)
+            self.take_seat(who, hub, tier, purchase_if_needed=False)
+            self.members[user_id].seats[hub] = tier
+
+    # Users (S10, S12, S15, S16, S19).
+
+    def create_user(
+        self, who: str | None, user_id: str, member: Member, seats: list[tuple[Hub, Tier]], purchase_if_needed: bool
+    ) -> None:
+        if len({hub for hub, _ in seats}) != len(seats):
+            raise Refused("INVALID_FIELD")
+        self.acting(who, "account_access")
+        if member.super_admin and who is not None and not self.members[who].super_admin:
+            raise Refused("PERMISSION_MISSING")
+        if member.edit_billing:
+            self.require(who, "edit_billing")
+        if any(m.email.casefold() == member.email.casefold() for m in self.members.values()):
+            raise Refused("EMAIL_TAKEN")
+        self.members[user_id] = member
+        for hub, tier in seats:  # S15: seats only when asked for
+            self.take_seat(who, hub, tier, purchase_if_needed)
+            member.seats[hub] = tier
+
+    def delete_user(self, who: str | None, user_id: str) -> None:
+        self.acting(who, "account_access")
+        member = self.user(user_id)
+        if user_id == self.owner_id:
+            raise Refused("OWNER_NOT_DELETABLE")
+        if member.seats:
+            raise Refused("USER_HOLDS_SEATS")
+        del self.members[user_id]
+
+    # What GetSeatSummary and ListSeatAssignments should show.
+
+    def summary(self) -> dict[tuple[Hub, Tier], tuple[int, int, int, int, int]]:
+        return {
+            key: (p.included, p.purchased, p.assigned, p.free, p.pending) for key, p in sorted(self.pools.items())
+        }
+
+    def assignments(self) -> list[tuple[str, Hub, Tier]]:
+        return sorted((user_id, hub, tier) for user_id, m in self.members.items() for hub, tier in m.seats.items())
+
+
+# ---- the machine: every step on the server and on the model ---------------------------------------
+
+
+def pool_view(p: resources_pb2.SeatPool) -> tuple[int, int, int, int, int]:
+    return (p.included, p.purchased, p.assigned, p.available, p.pending_removal)
+
+
+def name(hub: Hub, tier: Tier = NO_TIER) -> str:
+    hub_name = r.Hub.Name(hub).removeprefix("HUB_")
+    return hub_name if tier == NO_TIER else f"{hub_name}/{r.Tier.Name(tier).removeprefix('TIER_')}"
+
+
+PERMISSION_SETS = {
+    "none": r.Permissions(),
+    "edit_billing": r.Permissions(edit_billing=True),
+    "account_access": r.Permissions(account_access=True),
+    "both": r.Permissions(edit_billing=True, account_access=True),
+    "super_admin": r.Permissions(super_admin=True),
+}
+
+OPENING_TIERS: list[tuple[Tier, ...]] = [(FREE,), (STARTER,), (PROFESSIONAL,), (ENTERPRISE,), (STARTER, PROFESSIONAL)]
+"""The tiers a hub starts with: one, or two paid ones (separate pools)."""
+
+SEEDED_USERS = ["none", "edit_billing", "account_access"]
+"""Users every account starts with besides its owner: one per permission set that lacks something."""
+
+hubs = st.sampled_from(HUBS)
+tiers = st.sampled_from(TIERS)
+quantities = st.integers(1, 3)
+flags = st.booleans()
+
+
+class SeatMachine(RuleBasedStateMachine):
+    """Random operations against the server and the model side by side."""
+
+    users = Bundle("users")
+
+    def __init__(self, running: Running, tally: Counter[tuple[str, str]]) -> None:
+        super().__init__()
+        self.running = running
+        self.tally = tally
+        self.seats = running.seats
+        self.user_service = running.users
+        self.tenant: Tenant | None = None
+        self.model: Model | None = None
+        self.emails: dict[str, str] = {}
+        self.emails_made = itertools.count(1)
+        self.steps = 0
+
+    # Plumbing.
+
+    @property
+    def account_id(self) -> str:
+        assert self.tenant is not None
+        return self.tenant.id
+
+    def actor_id(self, who: str) -> str | None:
+        """The acting user id: OWNER is the owner, SYSTEM is no actor, anything else is a user id."""
+        assert self.model is not None
+        if who == SYSTEM:
+            return None
+        return self.model.owner_id if who == OWNER else who
+
+    def metadata(self, who: str | None) -> tuple[tuple[str, str], ...]:
+        return actor(who) if who is not None else ()
+
+    def step(
+        self, what: str, model_change: Callable[[Model], T], server_call: Callable[[], Any], *, kind: str
+    ) -> tuple[T | None, Any]:
+        """Runs one operation on a copy of the model and on the server; they must agree on OK or the
+        refusal's reason. The model keeps the change only when it succeeded (all or nothing)."""
+        assert self.model is not None
+        self.steps += 1
+        trial = copy.deepcopy(self.model)
+        try:
+            expected: T | None = model_change(trial)
+            predicted = "OK"
+        except Refused as refusal:
+            expected, predicted = None, refusal.reason
+        try:
+            response, answered = server_call(), "OK"
+        except grpc.RpcError as err:
+            response, answered = None, reason_of(err)
+        self.record(kind, what, predicted, answered)
+        if predicted == "OK":
+            self.model = trial
+        return expected, response
+
+    def record(self, kind: str, what: str, predicted: str, answered: str) -> None:
+        note(f"step {self.steps}: {what}: model {predicted}, server {answered}")
+        self.tally[(kind, answered)] += 1
+        assert answered == predicted, f"{what}: the model expects {predicted}, the server answered {answered}"
+
+    def label(self, user_id: str) -> str:
+        """A short name of a user for the notes: its email's local part."""
+        assert self.model is not None
+        if user_id == self.model.owner_id:
+            return "owner"
+        return self.emails.get(user_id, user_id).split("@")[0]
+
+    def who_label(self, who: str) -> str:
+        return who if who in (OWNER, SYSTEM) else self.label(who)
+
+    # The account.
+
+    @initialize(
+        target=users,
+        subscriptions=st.lists(
+            st.tuples(hubs, st.sampled_from(OPENING_TIERS), st.integers(0, 2)),
+            min_size=1, max_size=2, unique_by=lambda sub: sub[0],
+        ),
+    )
+    def open_account(self, subscriptions: list[tuple[Hub, tuple[Tier, ...], int]]) -> Any:
+        """A new account for every run (the clock is shared by the whole session and only moves forward),
+        with a user of each permission set besides the owner, made by system calls."""
+        pools = {
+            (hub, tier): Pool(INCLUDED[tier], 0 if tier == FREE else purchased)
+            for hub, tier_set, purchased in subscriptions
+            for tier in tier_set
+        }
+        response = self.seats.CreateAccount(
+            s.CreateAccountRequest(
+                display_name="Model",
+                owner_email="owner@model.test",
+                term_months=TERM_MONTHS,
+                subscriptions=[
+                    r.Subscription(hub=hub, tier=tier, purchased_seats=p.purchased) for (hub, tier), p in pools.items()
+                ],
+            )
+        )
+        account = response.account
+        self.tenant = Tenant(account, tuple(response.charges))
+        owner = Member("owner@model.test", super_admin=True, edit_billing=True, account_access=True)
+        self.model = Model(
+            pools, {account.owner_user_id: owner}, account.owner_user_id, account.term_start.ToDatetime(tzinfo=UTC)
+        )
+        self.emails[account.owner_user_id] = owner.email
+        note(f"account with {', '.join(f'{name(*k)} +{p.purchased}' for k, p in pools.items())}")
+        seeded = [account.owner_user_id]
+        for permissions in SEEDED_USERS:
+            email = f"{permissions}@model.test"
+            granted = PERMISSION_SETS[permissions]
+            made = self.user_service.CreateUser(
+                u.CreateUserRequest(account_id=account.account_id, email=email, permissions=granted)
+            ).user
+            self.model.members[made.user_id] = Member(
+                email, granted.super_admin, granted.edit_billing, granted.account_access
+            )
+            self.emails[made.user_id] = email
+            seeded.append(made.user_id)
+        return multiple(*seeded)
+
+    def pool_keys(self) -> st.SearchStrategy[tuple[Hub, Tier]]:
+        """Mostly a pool of the account; now and then any hub and tier (most of those it lacks)."""
+        assert self.model is not None
+        own = st.sampled_from(sorted(self.model.pools))
+        return st.one_of(own, own, own, st.tuples(hubs, tiers))
+
+    def actors(self) -> st.SearchStrategy[str]:
+        """Mostly the owner; sometimes any user (one without a permission, a deleted one), or no actor."""
+        return st.one_of(st.just(OWNER), st.just(OWNER), st.just(OWNER), self.users, st.just(SYSTEM))
+
+    # Seats: assign, unassign, batches.
+
+    @rule(data=st.data(), user=st.one_of(users, users, users, users, st.just(UNKNOWN_USER)), purchase_if_needed=flags)
+    def assign(self, data: st.DataObject, user: str, purchase_if_needed: bool) -> None:
+        """A seat for a user (now and then one the account never had)."""
+        hub, tier = data.draw(self.pool_keys(), label="pool")
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        what = (f"{self.who_label(who)} assigns {self.label(user)} {name(hub, tier)} "
+                f"purchase_if_needed={purchase_if_needed}")
+        expected, response = self.step(
+            what,
+            lambda m: m.assign(acting, user, hub, tier, purchase_if_needed),
+            lambda: self.seats.AssignSeat(
+                s.AssignSeatRequest(
+                    account_id=self.account_id, user_id=user, hub=hub, tier=tier, purchase_if_needed=purchase_if_needed
+                ),
+                metadata=self.metadata(acting),
+            ),
+            kind="assign",
+        )
+        if expected is not None:
+            changed, previous = expected
+            assert (response.changed, response.previous_tier) == (changed, previous), f"{what}: {response}"
+            given = response.assignment
+            assert (given.user_id, given.hub, given.tier) == (user, hub, tier), f"{what}: {given}"
+
+    @rule(data=st.data())
+    def unassign(self, data: st.DataObject) -> None:
+        """Mostly a seat somebody holds; else any user and hub."""
+        assert self.model is not None
+        anyone = st.tuples(self.users, hubs)
+        held = sorted((user_id, hub) for user_id, m in self.model.members.items() for hub in m.seats)
+        user, hub = data.draw(st.one_of(st.sampled_from(held), st.sampled_from(held), anyone) if held else anyone)
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        self.step(
+            f"{self.who_label(who)} unassigns {self.label(user)} {name(hub)}",
+            lambda m: m.unassign(acting, user, hub),
+            lambda: self.seats.UnassignSeat(
+                s.UnassignSeatRequest(account_id=self.account_id, user_id=user, hub=hub),
+                metadata=self.metadata(acting),
+            ),
+            kind="unassign",
+        )
+
+    @rule(data=st.data(), size=st.integers(1, 4))
+    def batch(self, data: st.DataObject, size: int) -> None:
+        """1 to 4 changes; a change to no tier takes the user's seat of the hub."""
+        unassign = st.tuples(hubs, st.just(NO_TIER))
+        changes = [
+            (data.draw(self.users, label="user"), *data.draw(st.one_of(self.pool_keys(), unassign), label="seat"))
+            for _ in range(size)
+        ]
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        shown = ", ".join(f"{self.label(user)} {name(hub, tier) if tier else name(hub) + ' none'}"
+                          for user, hub, tier in changes)
+        expected, response = self.step(
+            f"{self.who_label(who)} saves a batch [{shown}]",
+            lambda m: m.batch(acting, changes),
+            lambda: self.seats.BatchUpdateSeatAssignments(
+                s.BatchUpdateSeatAssignmentsRequest(
+                    account_id=self.account_id,
+                    changes=[s.SeatChange(user_id=user, hub=hub, tier=tier) for user, hub, tier in changes],
+                ),
+                metadata=self.metadata(acting),
+            ),
+            kind="batch",
+        )
+        if expected is not None:
+            got = [(x.tier, x.previous_tier, x.outcome) for x in response.results]
+            assert got == expected, f"batch results (tier, previous tier, outcome): {got}, the model: {expected}"
+            assert [(x.user_id, x.hub) for x in response.results] == [(user, hub) for user, hub, _ in changes]
+
+    # Paid seats.
+
+    @rule(data=st.data(), quantity=quantities)
+    def purchase(self, data: st.DataObject, quantity: int) -> None:
+        hub, tier = data.draw(self.pool_keys(), label="pool")
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        self.step(
+            f"{self.who_label(who)} buys {quantity} {name(hub, tier)}",
+            lambda m: m.purchase(acting, hub, tier, quantity),
+            lambda: self.seats.PurchaseSeats(
+                s.PurchaseSeatsRequest(account_id=self.account_id, hub=hub, tier=tier, quantity=quantity),
+                metadata=self.metadata(acting),
+            ),
+            kind="purchase",
+        )
+
+    @rule(data=st.data(), quantity=quantities)
+    def schedule_removal(self, data: st.DataObject, quantity: int) -> None:
+        hub, tier = data.draw(self.pool_keys(), label="pool")
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        self.step(
+            f"{self.who_label(who)} schedules the removal of {quantity} {name(hub, tier)}",
+            lambda m: m.schedule_removal(acting, hub, tier, quantity),
+            lambda: self.seats.ScheduleSeatRemoval(
+                s.ScheduleSeatRemovalRequest(account_id=self.account_id, hub=hub, tier=tier, quantity=quantity),
+                metadata=self.metadata(acting),
+            ),
+            kind="schedule_removal",
+        )
+
+    @rule(data=st.data(), quantity=quantities)
+    def cancel_removal(self, data: st.DataObject, quantity: int) -> None:
+        hub, tier = data.draw(self.pool_keys(), label="pool")
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        self.step(
+            f"{self.who_label(who)} cancels the removal of {quantity} {name(hub, tier)}",
+            lambda m: m.cancel_removal(acting, hub, tier, quantity),
+            lambda: self.seats.CancelSeatRemoval(
+                s.CancelSeatRemovalRequest(account_id=self.account_id, hub=hub, tier=tier, quantity=quantity),
+                metadata=self.metadata(acting),
+            ),
+            kind="cancel_removal",
+        )
+
+    @rule(
+        data=st.data(),
+        hub=hubs,
+        tier=st.sampled_from((STARTER, PROFESSIONAL, ENTERPRISE, FREE)),
+        purchased=st.integers(0, 2),
+        assign_to=st.lists(users, max_size=2, unique=True),
+        occasionally=st.integers(0, 2),
+    )
+    def upgrade(
+        self, data: st.DataObject, hub: Hub, tier: Tier, purchased: int, assign_to: list[str], occasionally: int
+    ) -> None:
+        if occasionally:
+            return  # upgrades only now and then: they open pools for good
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        named = ", ".join(self.label(user) for user in assign_to)
+        self.step(
+            f"{self.who_label(who)} upgrades {name(hub)} to {name(hub, tier)} buying {purchased}, for [{named}]",
+            lambda m: m.upgrade(acting, hub, tier, purchased, assign_to),
+            lambda: self.seats.UpgradeSubscription(
+                s.UpgradeSubscriptionRequest(
+                    account_id=self.account_id, hub=hub, tier=tier, purchased_seats=purchased,
+                    assign_user_ids=assign_to,
+                ),
+                metadata=self.metadata(acting),
+            ),
+            kind="upgrade",
+        )
+
+    # Users.
+
+    @rule(
+        target=users,
+        data=st.data(),
+        permissions=st.sampled_from(sorted(PERMISSION_SETS)),
+        seat_count=st.sampled_from([0, 0, 1, 1, 2]),
+        purchase_if_needed=flags,
+        reuse_email_of=st.one_of(st.none(), st.none(), st.none(), users),
+    )
+    def create_user(
+        self,
+        data: st.DataObject,
+        permissions: str,
+        seat_count: int,
+        purchase_if_needed: bool,
+        reuse_email_of: str | None,
+    ) -> Any:
+        """A user with 0 to 2 seats (two of one hub are refused), maybe with another user's email."""
+        seats = [data.draw(self.pool_keys(), label="seat") for _ in range(seat_count)]
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        if reuse_email_of is not None:  # S16: the same email in other case, taken unless its user was deleted
+            email = self.emails[reuse_email_of].upper()
+        else:
+            email = f"user{next(self.emails_made)}@model.test"
+        granted = PERMISSION_SETS[permissions]
+        member = Member(email, granted.super_admin, granted.edit_billing, granted.account_access)
+        made: dict[str, str] = {}
+
+        def create() -> u.CreateUserResponse:
+            response = self.user_service.CreateUser(
+                u.CreateUserRequest(
+                    account_id=self.account_id,
+                    email=email,
+                    permissions=granted,
+                    seats=[r.SeatRef(hub=hub, tier=tier) for hub, tier in seats],
+                    purchase_if_needed=purchase_if_needed,
+                ),
+                metadata=self.metadata(acting),
+            )
+            made["id"] = response.user.user_id
+            return response
+
+        # The model learns the new id from the server: create on the server first, then on the model.
+        shown = ", ".join(name(hub, tier) for hub, tier in seats)
+        what = (f"{self.who_label(who)} creates {email} ({permissions}) with [{shown}] "
+                f"purchase_if_needed={purchase_if_needed}")
+        try:
+            response, answered = create(), "OK"
+        except grpc.RpcError as err:
+            response, answered = None, reason_of(err)
+        assert self.model is not None
+        self.steps += 1
+        trial = copy.deepcopy(self.model)
+        try:
+            trial.create_user(acting, made.get("id", "usr_new"), member, seats, purchase_if_needed)
+            predicted = "OK"
+        except Refused as refusal:
+            predicted = refusal.reason
+        self.record("create_user", what, predicted, answered)
+        if response is None:
+            return multiple()
+        self.model = trial
+        user_id = response.user.user_id
+        self.emails[user_id] = email
+        assert sorted((x.hub, x.tier) for x in response.user.seats) == sorted(seats), response.user
+        return user_id
+
+    @rule(data=st.data(), user=users)
+    def delete_user(self, data: st.DataObject, user: str) -> None:
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        self.step(
+            f"{self.who_label(who)} deletes {self.label(user)}",
+            lambda m: m.delete_user(acting, user),
+            lambda: self.user_service.DeleteUser(
+                u.DeleteUserRequest(account_id=self.account_id, user_id=user), metadata=self.metadata(acting)
+            ),
+            kind="delete_user",
+        )
+
+    # Time.
+
+    @rule(past_renewal=st.booleans(), fraction=st.floats(0.05, 0.95))
+    def advance_clock(self, past_renewal: bool, fraction: float) -> None:
+        """Past the renewal date (pending seats leave, S5), or part of the way to it (nothing shrinks, S4).
+        One rule among a dozen, half of the time past the renewal: about one step in twenty renews."""
+        assert self.model is not None
+        clock = self.running.clock
+        left = self.model.renewal - clock.now()
+        if past_renewal:
+            clock.advance(left + timedelta(hours=1 + 71 * fraction))
+            self.model.renew()
+            self.tally[("renewal", "OK")] += 1
+        elif left > timedelta(seconds=2):
+            clock.advance(left * fraction)
+            self.tally[("mid-term", "OK")] += 1
+        note(f"clock -> {clock.now().isoformat()}; renewal {self.model.renewal.isoformat()}")
+
+    # After every step.
+
+    @invariant()
+    def server_matches_model(self) -> None:
+        if self.model is None:
+            return
+        summary = self.seats.GetSeatSummary(s.GetSeatSummaryRequest(account_id=self.account_id))
+        for pool in summary.pools:
+            check_pool_invariants(pool)
+            pending_until = pool.removal_effective_time.ToDatetime(tzinfo=UTC) if pool.pending_removal else None
+            assert pool.HasField("removal_effective_time") == bool(pool.pending_removal), pool
+            if pending_until is not None:
+                assert pending_until == self.model.renewal, f"{name(pool.hub, pool.tier)} leaves at {pending_until}"
+        shown = {(p.hub, p.tier): pool_view(p) for p in summary.pools}
+        assert shown == self.model.summary(), (
+            "pools (included, purchased, assigned, available, pending_removal) differ:\n"
+            f"  server {self.readable(shown)}\n  model  {self.readable(self.model.summary())}"
+        )
+        assert summary.renewal_time.ToDatetime(tzinfo=UTC) == self.model.renewal
+        held = self.seats.ListSeatAssignments(
+            s.ListSeatAssignmentsRequest(account_id=self.account_id, page_size=1000)
+        )
+        got = sorted((a.user_id, a.hub, a.tier) for a in held.assignments)
+        expected = self.model.assignments()
+        assert got == expected, (
+            f"assignments differ:\n  server {self.readable_seats(got)}\n  model  {self.readable_seats(expected)}"
+        )
+
+    def readable(self, pools: Mapping[tuple[Hub, Tier], tuple[int, ...]]) -> str:
+        return ", ".join(f"{name(*key)} {counts}" for key, counts in sorted(pools.items()))
+
+    def readable_seats(self, seats: Sequence[tuple[str, Hub, Tier]]) -> str:
+        return ", ".join(f"{self.label(user)}:{name(hub, tier)}" for user, hub, tier in seats)
+
+    def teardown(self) -> None:
+        """I4: the run's event log is numbered without gaps and its counts add up to the pools."""
+        if self.tenant is not None:
+            check_event_log(self.seats, self.tenant)
+
+
+def test_the_server_follows_the_model_of_the_rules(running: Running) -> None:
+    """Random sequences of seat operations: the server refuses exactly when the model does, with the same
+    reason, and shows the model's pools and assignments after every step."""
+    tally: Counter[tuple[str, str]] = Counter()
+    run_state_machine_as_test(lambda: SeatMachine(running, tally), settings=MODEL_SETTINGS)  # type: ignore[arg-type]
+    print(f"{running.backend}: {sum(tally.values())} steps; " + ", ".join(f"{k}={v}" for k, v in sorted(tally.items())))
