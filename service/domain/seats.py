@@ -589,11 +589,10 @@ class SeatDomain:
     def schedule_removal(
         self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int, etag: str = ""
     ) -> PoolView:
+        """S5: unassigned purchased seats leave at the renewal date; S8: assigned ones cannot."""
         _quantity("quantity", quantity)
 
-        def work(unit: Unit) -> PoolView:
-            pool = self._pool(unit, hub, tier)
-            _check_pool_etag(pool, etag)
+        def limit(pool: Pool) -> None:
             if quantity > pool.removable:
                 raise precondition(
                     "SEATS_ASSIGNED",
@@ -603,22 +602,18 @@ class SeatDomain:
                     removable=str(pool.removable),
                     requested=str(quantity),
                 )
-            before = pool.counts()
-            pool.pending_removal += quantity
-            pool.touch()
-            unit.event(EventType.SEAT_REMOVAL_SCHEDULED, pool, before, quantity=quantity)
-            return self._view(unit.account, pool)
 
-        return self._write(call, account_id, work, need=Permission.EDIT_BILLING, what="remove seats")
+        return self._change_pending(
+            call, account_id, hub, tier, quantity, etag, limit, EventType.SEAT_REMOVAL_SCHEDULED, "remove seats"
+        )
 
     def cancel_removal(
         self, call: Call, account_id: str, hub: Hub, tier: Tier, quantity: int, etag: str = ""
     ) -> PoolView:
+        """Keeps seats that were pending removal."""
         _quantity("quantity", quantity)
 
-        def work(unit: Unit) -> PoolView:
-            pool = self._pool(unit, hub, tier)
-            _check_pool_etag(pool, etag)
+        def limit(pool: Pool) -> None:
             if quantity > pool.pending_removal:
                 raise precondition(
                     "NOT_PENDING_REMOVAL",
@@ -626,13 +621,44 @@ class SeatDomain:
                     f"only {pool.pending_removal} seat(s) are pending removal",
                     pending_removal=str(pool.pending_removal),
                 )
+
+        return self._change_pending(
+            call,
+            account_id,
+            hub,
+            tier,
+            -quantity,
+            etag,
+            limit,
+            EventType.SEAT_REMOVAL_CANCELLED,
+            "cancel a seat removal",
+        )
+
+    def _change_pending(
+        self,
+        call: Call,
+        account_id: str,
+        hub: Hub,
+        tier: Tier,
+        delta: int,
+        etag: str,
+        limit: Callable[[Pool], None],
+        event: EventType,
+        what: str,
+    ) -> PoolView:
+        """Moves a pool's pending removal by delta, after the rule's limit check (S7: edit billing)."""
+
+        def work(unit: Unit) -> PoolView:
+            pool = self._pool(unit, hub, tier)
+            _check_pool_etag(pool, etag)
+            limit(pool)
             before = pool.counts()
-            pool.pending_removal -= quantity
+            pool.pending_removal += delta
             pool.touch()
-            unit.event(EventType.SEAT_REMOVAL_CANCELLED, pool, before, quantity=quantity)
+            unit.event(event, pool, before, quantity=abs(delta))
             return self._view(unit.account, pool)
 
-        return self._write(call, account_id, work, need=Permission.EDIT_BILLING, what="cancel a seat removal")
+        return self._write(call, account_id, work, need=Permission.EDIT_BILLING, what=what)
 
     # ---- seats: assign and unassign (S11, S12, S13, S14, S17, S18) ---------------------
 
