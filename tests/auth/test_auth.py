@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -330,3 +331,30 @@ def test_an_actor_learns_nothing_about_another_account(token_port: int) -> None:
     with SeatsClient(f"127.0.0.1:{token_port}", token=SYSTEM_TOKEN, actor=b.owner_user_id) as owner_of_b:
         assert owner_of_b.get_user(b.account_id, b_user.user_id).user.display_name == "u@b.test"
         assert owner_of_b.get_seat_summary(b.account_id).pools[0].purchased == 1
+
+
+def test_seatctl_sends_the_token_from_the_environment(token_port: int) -> None:
+    seatctl = [sys.executable, "-m", "seats.cli", "--target", f"127.0.0.1:{token_port}", "--json"]
+    create = [
+        "accounts",
+        "create",
+        "--name",
+        "Acme",
+        "--owner-email",
+        "o@acme.test",
+        "--subscription",
+        "sales:starter:0",
+    ]
+    without = subprocess.run([*seatctl, *create], capture_output=True, text=True, timeout=COMMAND_SECONDS, check=False)
+    assert without.returncode == 1
+    assert "TOKEN_MISSING" in without.stderr
+    with_token = subprocess.run(
+        [*seatctl, *create],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+        check=False,
+        env={**os.environ, "SEATS_TOKEN": SYSTEM_TOKEN},
+    )
+    assert with_token.returncode == 0, with_token.stderr
+    assert json.loads(with_token.stdout)["account"]["account_id"].startswith("acc_")
