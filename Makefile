@@ -13,7 +13,7 @@ ADDRESS ?= 127.0.0.1:50051
 DATABASE_URL ?= sqlite:///var/seats.db
 PYTEST_ARGS ?=
 
-.PHONY: venv protos check-generated migrate run test lint buf-lint clean
+.PHONY: venv protos check-generated migrate run test lint buf-lint bench clean
 
 venv: $(INSTALLED)
 
@@ -63,12 +63,17 @@ run: migrate
 	$(BIN)/python -m service.server serve --address '$(ADDRESS)' --database-url '$(DATABASE_URL)'
 
 lint: protos
-	$(BIN)/ruff check service tests clients/python/seats
+	$(BIN)/ruff check service tests clients/python/seats bench
 	$(BIN)/mypy
 
 # PostgreSQL tests run when SEATS_TEST_POSTGRES_URL is set (e.g. postgresql://postgres@127.0.0.1:5432/test).
 test: protos buf-lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Cost per call of the hot RPCs against an empty grpcio handler (BENCH_ARGS="--calls 500 --database-url ...").
+BENCH_ARGS ?=
+bench: protos
+	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build var $(GEN_DIR)/seats/v1/*_pb2*.py $(GEN_DIR)/seats/v1/*_pb2*.pyi
