@@ -146,12 +146,6 @@ class InvoicePreview:
 
 
 @dataclass(frozen=True)
-class Summary:
-    account: Account
-    pools: list[PoolView]
-
-
-@dataclass(frozen=True)
 class UserChanges:
     email: str | None = None
     display_name: str | None = None
@@ -532,10 +526,6 @@ class SeatDomain:
         account = self._read_account(call, account_id)
         pools = self.store.read(lambda: self.store.load_pools(account_id))
         return AccountView(account, [self._view(account, p) for _, p in sorted(pools.items())])
-
-    def seat_summary(self, call: Call, account_id: str) -> Summary:
-        view = self.get_account(call, account_id)
-        return Summary(view.account, view.pools)
 
     # ---- seats: buy and remove (S3, S4, S5, S7, S8, S9) ----------------------------------
 

@@ -81,7 +81,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
     def GetSeatSummary(
         self, request: pb.GetSeatSummaryRequest, context: grpc.ServicerContext
     ) -> pb.GetSeatSummaryResponse:
-        summary = self.domain.seat_summary(call_of(context), request.account_id)
+        summary = self.domain.get_account(call_of(context), request.account_id)
         return pb.GetSeatSummaryResponse(
             pools=[pool_pb(p, self.mpu) for p in summary.pools],
             renewal_time=ts(summary.account.renewal_time),

@@ -163,9 +163,6 @@ class Store:
                     raise unavailable() from exc
         raise AssertionError("unreachable")
 
-    def retry(self) -> _Retry:
-        return _Retry()
-
     def _transient(self, exc: Exception) -> bool:
         orig = exc.args[0] if exc.args else exc
         if self.dialect == "sqlite":

@@ -486,6 +486,7 @@ def PurchaseSeats(w: World) -> SearchStrategy[Message]:
         tier=a_tier(),
         quantity=a_quantity(),
         validate_only=a_flag(),
+        etag=an_etag(),
         request_id=a_request_id(),
     )
 
@@ -498,6 +499,7 @@ def ScheduleSeatRemoval(w: World) -> SearchStrategy[Message]:
         hub=a_hub(),
         tier=a_tier(),
         quantity=a_quantity(),
+        etag=an_etag(),
         request_id=a_request_id(),
     )
 
@@ -510,6 +512,7 @@ def CancelSeatRemoval(w: World) -> SearchStrategy[Message]:
         hub=a_hub(),
         tier=a_tier(),
         quantity=a_quantity(),
+        etag=an_etag(),
         request_id=a_request_id(),
     )
 
