@@ -826,6 +826,21 @@ class SeatDomain:
         next_token = paging.encode_token([rows[-1].user_id, int(rows[-1].hub)], filters) if more else None
         return Page(rows, next_token)
 
+    def check_seats(self, call: Call, account_id: str, hub: Hub, user_ids: list[str]) -> tuple[list[Tier | None], int]:
+        """Each user's tier in a hub (None: no seat, or no such user), in request order, and
+        the account's event sequence that the answer reflects exactly."""
+        if not user_ids:
+            raise invalid("user_ids", "name at least one user")
+        if len(user_ids) > MAX_BATCH:
+            raise invalid("user_ids", f"at most {MAX_BATCH} ids per call")
+        for i, user_id in enumerate(user_ids):
+            check_id(f"user_ids[{i}]", user_id)
+        self._read_account(call, account_id)
+        sequence, tiers = self.store.snapshot_read(
+            account_id, lambda: self.store.tiers_of(account_id, hub, sorted(set(user_ids)))
+        )
+        return [tiers.get(u) for u in user_ids], sequence
+
     # ---- upgrade (S6) -------------------------------------------------------------------
 
     def upgrade(

@@ -223,6 +223,13 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         )
 
     @rpc
+    def CheckSeats(self, request: pb.CheckSeatsRequest, context: grpc.ServicerContext) -> pb.CheckSeatsResponse:
+        tiers, sequence = self.domain.check_seats(
+            call_of(context), request.account_id, req_hub(request.hub), list(request.user_ids)
+        )
+        return pb.CheckSeatsResponse(tiers=[r.Tier.ValueType(t or 0) for t in tiers], sequence=sequence)
+
+    @rpc
     def UpgradeSubscription(
         self, request: pb.UpgradeSubscriptionRequest, context: grpc.ServicerContext
     ) -> pb.UpgradeSubscriptionResponse:

@@ -163,6 +163,19 @@ class Store:
                     raise unavailable() from exc
         raise AssertionError("unreachable")
 
+    def snapshot_read(self, account_id: str, fn: Callable[[], T]) -> tuple[int, T]:
+        """Runs fn in one read transaction that sees a single committed state, and returns the
+        account's last event sequence in that state with fn's result: the result reflects
+        exactly the events up to that sequence."""
+
+        def run() -> tuple[int, T]:
+            with self.db.atomic() if self.dialect == "sqlite" else self.db.atomic(isolation_level="REPEATABLE READ"):
+                A = self.m.Account
+                rows = list(A.select(A.last_sequence).where(A.account_id == account_id).tuples())
+                return (int(rows[0][0]) if rows else 0), fn()
+
+        return self.read(run)
+
     def _transient(self, exc: Exception) -> bool:
         orig = exc.args[0] if exc.args else exc
         if self.dialect == "sqlite":
@@ -470,6 +483,14 @@ class Store:
             (S.account_id == account_id) & S.user_id.in_(user_ids)
         )
         return {(u, Hub(h)): Assignment(u, Hub(h), Tier(t), from_micros(at)) for u, h, t, at in q.tuples()}
+
+    def tiers_of(self, account_id: str, hub: Hub, user_ids: list[str]) -> dict[str, Tier]:
+        """The tier each of these users holds in a hub; users without a seat are absent."""
+        S = self.m.SeatAssignment
+        q = S.select(S.user_id, S.tier).where(
+            (S.account_id == account_id) & (S.hub == int(hub)) & S.user_id.in_(user_ids)
+        )
+        return {u: Tier(t) for u, t in q.tuples()}
 
     def insert_assignment(self, account_id: str, a: Assignment) -> None:
         self.m.SeatAssignment.insert(

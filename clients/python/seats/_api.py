@@ -158,6 +158,7 @@ class Api:
         requests.list_seat_assignments,
         seat_service_pb2.ListSeatAssignmentsResponse,
     )
+    check_seats = Rpc("SeatService", "CheckSeats", requests.check_seats, seat_service_pb2.CheckSeatsResponse)
     upgrade_subscription = Rpc(
         "SeatService",
         "UpgradeSubscription",

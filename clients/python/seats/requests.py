@@ -198,6 +198,13 @@ def list_seat_assignments(
     )
 
 
+def check_seats(account_id: str, hub: HubLike, user_ids: Sequence[str]) -> s.CheckSeatsRequest:
+    """The tier each of ``user_ids`` (1 to 1000) holds in ``hub``, in request order:
+    ``TIER_UNSPECIFIED`` for a user without a seat of that hub (S13). The reply's ``sequence``
+    names the account's last event the answer reflects."""
+    return s.CheckSeatsRequest(account_id=account_id, hub=to_hub(hub), user_ids=list(user_ids))
+
+
 def upgrade_subscription(
     account_id: str,
     hub: HubLike,

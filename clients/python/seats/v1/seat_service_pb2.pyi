@@ -793,6 +793,70 @@ class ListSeatAssignmentsResponse(_message.Message):
 Global___ListSeatAssignmentsResponse: _TypeAlias = ListSeatAssignmentsResponse  # noqa: Y015
 
 @_typing.final
+class CheckSeatsRequest(_message.Message):
+    """Request of CheckSeats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    HUB_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    hub: _resources_pb2.Hub.ValueType
+    """The hub asked about. Required."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The users asked about: 1 to 1000 ids. An id may repeat; each gets its own answer."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        hub: _resources_pb2.Hub.ValueType = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSeatsRequest: _TypeAlias = CheckSeatsRequest  # noqa: Y015
+
+@_typing.final
+class CheckSeatsResponse(_message.Message):
+    """Response of CheckSeats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIERS_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The account's last event sequence that this answer reflects (I4): every event up to it
+    is included, none after it.
+    """
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedScalarFieldContainer[_resources_pb2.Tier.ValueType]:
+        """One tier per requested user id, in request order: the tier of the seat the user holds
+        in the hub, or TIER_UNSPECIFIED when the user holds none or does not exist.
+        """
+
+    def __init__(
+        self,
+        *,
+        tiers: _abc.Iterable[_resources_pb2.Tier.ValueType] | None = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "tiers", b"tiers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSeatsResponse: _TypeAlias = CheckSeatsResponse  # noqa: Y015
+
+@_typing.final
 class UpgradeSubscriptionRequest(_message.Message):
     """Request of UpgradeSubscription. Needs edit billing (S7)."""
 

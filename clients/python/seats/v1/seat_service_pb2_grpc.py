@@ -89,6 +89,11 @@ class SeatServiceStub:
                 request_serializer=seats_dot_v1_dot_seat__service__pb2.ListSeatAssignmentsRequest.SerializeToString,
                 response_deserializer=seats_dot_v1_dot_seat__service__pb2.ListSeatAssignmentsResponse.FromString,
                 _registered_method=True)
+        self.CheckSeats = channel.unary_unary(
+                '/seats.v1.SeatService/CheckSeats',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.CheckSeatsRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.CheckSeatsResponse.FromString,
+                _registered_method=True)
         self.UpgradeSubscription = channel.unary_unary(
                 '/seats.v1.SeatService/UpgradeSubscription',
                 request_serializer=seats_dot_v1_dot_seat__service__pb2.UpgradeSubscriptionRequest.SerializeToString,
@@ -194,6 +199,17 @@ class SeatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckSeats(self, request, context):
+        """Answers "which tier of this hub does each of these users hold?" for 1 to 1000 users at
+        once, in request order (S13: a user without a seat has no paid access). Meant for other
+        services to call on their own hot paths; the answer names the event sequence it reflects,
+        so a caller can tell it apart from older answers. Follows the read rules: the actor must be
+        a user of the account. INVALID_ARGUMENT (INVALID_FIELD) for an empty or oversized list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpgradeSubscription(self, request, context):
         """Moves a hub to a higher tier. From TIER_FREE the free seats go at once and the
         seats needed are bought in the same call (S6).
@@ -275,6 +291,11 @@ def add_SeatServiceServicer_to_server(servicer, server):
                     servicer.ListSeatAssignments,
                     request_deserializer=seats_dot_v1_dot_seat__service__pb2.ListSeatAssignmentsRequest.FromString,
                     response_serializer=seats_dot_v1_dot_seat__service__pb2.ListSeatAssignmentsResponse.SerializeToString,
+            ),
+            'CheckSeats': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckSeats,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.CheckSeatsRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.CheckSeatsResponse.SerializeToString,
             ),
             'UpgradeSubscription': grpc.unary_unary_rpc_method_handler(
                     servicer.UpgradeSubscription,
@@ -572,6 +593,33 @@ class SeatService:
             '/seats.v1.SeatService/ListSeatAssignments',
             seats_dot_v1_dot_seat__service__pb2.ListSeatAssignmentsRequest.SerializeToString,
             seats_dot_v1_dot_seat__service__pb2.ListSeatAssignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckSeats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/CheckSeats',
+            seats_dot_v1_dot_seat__service__pb2.CheckSeatsRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.CheckSeatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

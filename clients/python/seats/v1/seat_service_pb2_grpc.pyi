@@ -66,6 +66,13 @@ class SeatServiceStub:
     """Saves a batch of assign, move and unassign changes: all of them or none (S17)."""
     ListSeatAssignments: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.ListSeatAssignmentsRequest, _seat_service_pb2.ListSeatAssignmentsResponse]
     """Lists seat assignments, ordered by user id then hub."""
+    CheckSeats: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.CheckSeatsRequest, _seat_service_pb2.CheckSeatsResponse]
+    """Answers "which tier of this hub does each of these users hold?" for 1 to 1000 users at
+    once, in request order (S13: a user without a seat has no paid access). Meant for other
+    services to call on their own hot paths; the answer names the event sequence it reflects,
+    so a caller can tell it apart from older answers. Follows the read rules: the actor must be
+    a user of the account. INVALID_ARGUMENT (INVALID_FIELD) for an empty or oversized list.
+    """
     UpgradeSubscription: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.UpgradeSubscriptionRequest, _seat_service_pb2.UpgradeSubscriptionResponse]
     """Moves a hub to a higher tier. From TIER_FREE the free seats go at once and the
     seats needed are bought in the same call (S6).
@@ -115,6 +122,13 @@ class SeatServiceAsyncStub(SeatServiceStub):
     """Saves a batch of assign, move and unassign changes: all of them or none (S17)."""
     ListSeatAssignments: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.ListSeatAssignmentsRequest, _seat_service_pb2.ListSeatAssignmentsResponse]  # type: ignore[assignment]
     """Lists seat assignments, ordered by user id then hub."""
+    CheckSeats: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.CheckSeatsRequest, _seat_service_pb2.CheckSeatsResponse]  # type: ignore[assignment]
+    """Answers "which tier of this hub does each of these users hold?" for 1 to 1000 users at
+    once, in request order (S13: a user without a seat has no paid access). Meant for other
+    services to call on their own hot paths; the answer names the event sequence it reflects,
+    so a caller can tell it apart from older answers. Follows the read rules: the actor must be
+    a user of the account. INVALID_ARGUMENT (INVALID_FIELD) for an empty or oversized list.
+    """
     UpgradeSubscription: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.UpgradeSubscriptionRequest, _seat_service_pb2.UpgradeSubscriptionResponse]  # type: ignore[assignment]
     """Moves a hub to a higher tier. From TIER_FREE the free seats go at once and the
     seats needed are bought in the same call (S6).
@@ -221,6 +235,19 @@ class SeatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_seat_service_pb2.ListSeatAssignmentsResponse, _abc.Awaitable[_seat_service_pb2.ListSeatAssignmentsResponse]]:
         """Lists seat assignments, ordered by user id then hub."""
+
+    @_abc_1.abstractmethod
+    def CheckSeats(
+        self,
+        request: _seat_service_pb2.CheckSeatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.CheckSeatsResponse, _abc.Awaitable[_seat_service_pb2.CheckSeatsResponse]]:
+        """Answers "which tier of this hub does each of these users hold?" for 1 to 1000 users at
+        once, in request order (S13: a user without a seat has no paid access). Meant for other
+        services to call on their own hot paths; the answer names the event sequence it reflects,
+        so a caller can tell it apart from older answers. Follows the read rules: the actor must be
+        a user of the account. INVALID_ARGUMENT (INVALID_FIELD) for an empty or oversized list.
+        """
 
     @_abc_1.abstractmethod
     def UpgradeSubscription(
