@@ -29,6 +29,7 @@ class Config:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    metrics_address: str = ""
 
     @staticmethod
     def parse(argv: list[str] | None = None, env: dict[str, str] | None = None) -> tuple[str, Config]:

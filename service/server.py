@@ -25,6 +25,7 @@ from .config import Config
 from .domain.prices import PriceBook
 from .domain.seats import SeatDomain
 from .events import EventHub
+from .observe import Metrics, MetricsInterceptor
 from .servicers.common import Replay
 from .servicers.seat_service import SeatServicer
 from .servicers.user_service import UserServicer
@@ -156,10 +157,14 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
             extra={"address": config.address},
         )
 
+    metrics = Metrics()
+    interceptors: list[Any] = [MetricsInterceptor(metrics)]
+    if tokens:
+        interceptors.append(AuthInterceptor(tokens))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="seats-rpc"),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        interceptors=[AuthInterceptor(tokens)] if tokens else [],
+        interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -182,6 +187,8 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
     if port == 0:
         raise ConfigError(f"cannot listen on {config.address}")
     sweeper = Sweeper(domain, store, clock, config.sweep_interval_seconds, timedelta(hours=config.request_id_ttl_hours))
+    if config.metrics_address:
+        metrics.serve(config.metrics_address)
     return SeatServer(server, health_servicer, sweeper, hub, domain), port
 
 

@@ -190,6 +190,10 @@ class Assignment:
     tier: Tier
     assign_time: datetime
 
+    @property
+    def ref(self) -> SeatRef:
+        return SeatRef(self.hub, self.tier)
+
 
 @dataclass(frozen=True)
 class Charge:

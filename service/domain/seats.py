@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -47,6 +47,7 @@ from .model import (
     User,
 )
 from .prices import PriceBook, prorate
+from .snapshots import Known, Snapshot, SnapshotCache, copy_pool
 from .terms import add_months, next_renewal
 
 T = TypeVar("T")
@@ -62,6 +63,7 @@ MAX_RENEWALS_AT_ONCE = 1200  # a hundred years of monthly terms
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_PAST_TERM_START = timedelta(days=10 * 365)  # an account migrated from an older system
 MAX_SEQUENCE = 2**62
+_ABSENT = object()
 
 
 def new_id(prefix: str) -> str:
@@ -159,16 +161,29 @@ class UserChanges:
 
 @dataclass
 class Unit:
-    """One account's write transaction: what it loaded, and what it will append."""
+    """One account's write transaction: the part of the account the call needs, loaded once
+    (the term, every pool, the acting user and the users the call names, with their seats),
+    changed by the rules, and what it will append."""
 
     account: Account
     call: Call
     now: datetime
     actor: User | None
-    _pools: dict[tuple[Hub, Tier], Pool] | None = None
+    _pools: dict[tuple[Hub, Tier], Pool]
+    base: Snapshot
+    known: Known
     events: list[Event] = field(default_factory=list)
     charges: list[Charge] = field(default_factory=list)
     closed: list[tuple[Hub, Tier]] = field(default_factory=list)
+
+    def user(self, user_id: str) -> User | None:
+        """A user the call named when it opened, with its seats, as it was then; None if not
+        in the account."""
+        return self.known.user(user_id)
+
+    def seats(self, user_id: str) -> dict[Hub, Assignment]:
+        """The seats a user named by the call held when it opened."""
+        return self.known.seats_of(user_id)
 
     def event(
         self,
@@ -205,6 +220,7 @@ class SeatDomain:
         self.store = store
         self.prices = prices
         self.clock = clock
+        self.snapshots = SnapshotCache()
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -217,33 +233,94 @@ class SeatDomain:
         need: Permission | None,
         what: str,
         dry_run: bool = False,
+        users: Iterable[str] = (),
     ) -> T:
+        """Runs work as one unit of work on the account: users names the users whose rows and
+        seats it reads (the actor is always read)."""
+
         def run() -> T:
-            unit = self._open(call, account_id, need=need, what=what)
+            unit = self._open(call, account_id, need=need, what=what, users=users)
             result = work(unit)
             self._finish(unit)
             return result
 
         return self.store.write(run, dry_run=dry_run)
 
-    def _open(self, call: Call, account_id: str, *, need: Permission | None, what: str) -> Unit:
+    def _open(
+        self, call: Call, account_id: str, *, need: Permission | None, what: str, users: Iterable[str] = ()
+    ) -> Unit:
+        """Locks the account and loads what the call needs, from memory where the stored
+        version proves the copy current."""
         check_id("account_id", account_id)
-        actor = self._actor(call, account_id)
         account = self.store.get_account(account_id, lock=True)
         if account is None:
-            raise account_not_found(account_id)
+            raise self._missing(call, account_id)
+        base = self.snapshots.get(account_id, account.last_sequence) or Snapshot(
+            replace(account), self.store.load_pools(account_id)
+        )
+        known = self._known(base, [*([call.actor] if call.actor else []), *users])
+        assert known is not None
+        actor = self._check_actor(call, known)
         if need is not None:
             self._require(actor, need, what)
-        unit = Unit(account, call, self.clock.now(), actor)
+        pools = {k: copy_pool(p) for k, p in base.pools.items()}
+        unit = Unit(account, call, self.clock.now(), actor, pools, base, known)
         self._renew_if_due(unit)
         return unit
 
-    def _actor(self, call: Call, account_id: str) -> User | None:
-        """The acting user, checked before the account's existence so that an outsider
+    def _known(
+        self, snapshot: Snapshot, users: Iterable[str], seats: Iterable[str] = (), *, load: bool = True
+    ) -> Known | None:
+        """The rows and seats of users, and the seats of seats, at the snapshot's version: from
+        memory, and what memory lacks read from the store (inside the caller's transaction,
+        which saw that version), or None without load when memory lacks any."""
+        rows: dict[str, User | None] = {}
+        held: dict[str, dict[Hub, Assignment]] = {}
+        need_rows: list[str] = []
+        need_seats: list[str] = []
+        user_ids = {u for u in users if _is_id(u)}
+        for user_id in user_ids:
+            row = snapshot.users.get(user_id, _ABSENT)
+            if row is _ABSENT:
+                need_rows.append(user_id)
+            else:
+                rows[user_id] = row  # type: ignore[assignment]
+        for user_id in user_ids.union(u for u in seats if _is_id(u)):
+            found = snapshot.seats.get(user_id)
+            if found is None:
+                need_seats.append(user_id)
+            else:
+                held[user_id] = found
+        if not (need_rows or need_seats):
+            return Known(rows, held)
+        if not load:
+            return None
+        account_id = snapshot.account.account_id
+        loaded_rows: dict[str, User | None] = {}
+        if need_rows:
+            found_users = self.store.get_users(account_id, sorted(need_rows))
+            loaded_rows = {u: found_users.get(u) for u in need_rows}
+        loaded_seats: dict[str, dict[Hub, Assignment]] = {u: {} for u in need_seats}
+        for (user_id, hub), assignment in self.store.assignments_for(account_id, sorted(need_seats)).items():
+            loaded_seats[user_id][hub] = assignment
+        snapshot.remember(loaded_rows, loaded_seats)
+        rows.update(loaded_rows)
+        held.update(loaded_seats)
+        return Known(rows, held)
+
+    @staticmethod
+    def _missing(call: Call, account_id: str) -> SeatError:
+        """An actor is refused before the account's existence is told, so that an outsider
         learns nothing about another account (AIP-211)."""
+        if call.actor is not None:
+            return actor_not_in_account(call.actor)
+        return account_not_found(account_id)
+
+    @staticmethod
+    def _check_actor(call: Call, known: Known) -> User | None:
         if call.actor is None:
             return None
-        actor = self.store.get_user(account_id, call.actor)
+        actor = known.users.get(call.actor)
         if actor is None:
             raise actor_not_in_account(call.actor)
         return actor
@@ -256,12 +333,10 @@ class SeatDomain:
             raise permission_missing(PERMISSION_NAMES[permission], what)
 
     def _pools(self, unit: Unit) -> dict[tuple[Hub, Tier], Pool]:
-        if unit._pools is None:
-            unit._pools = self.store.load_pools(unit.account.account_id)
         return unit._pools
 
     def _pool(self, unit: Unit, hub: Hub, tier: Tier) -> Pool:
-        pool = self._pools(unit).get((hub, tier))
+        pool = unit._pools.get((hub, tier))
         if pool is None:
             raise precondition(
                 "NOT_SUBSCRIBED",
@@ -273,13 +348,60 @@ class SeatDomain:
         return pool
 
     def _finish(self, unit: Unit) -> None:
+        """Saves the unit, and once it commits keeps the account's new version in memory."""
         account_id = unit.account.account_id
         for hub, tier in unit.closed:
             self.store.delete_pool(account_id, hub, tier)
-        if unit._pools is not None:
-            self.store.save_pools(account_id, unit._pools.values())
+        self.store.save_pools(account_id, unit._pools.values())
         self.store.insert_charges(account_id, unit.charges)
         self.store.append_events(unit.account, unit.events)
+        after = unit.base
+        if unit.events:
+            after = unit.base.successor(unit.account, unit._pools, {e.user_id for e in unit.events if e.user_id})
+        self.store.after_commit(lambda: self.snapshots.put(after))
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def _state(
+        self, call: Call, account_id: str, *, users: Iterable[str] = (), seats: Iterable[str] = ()
+    ) -> tuple[Snapshot, Known]:
+        """For reads: the account at its current version after the actor check, with the rows
+        and seats of users and the seats of seats, and a due renewal applied first. One
+        statement when everything is in memory; otherwise one read transaction."""
+        check_id("account_id", account_id)
+        wanted = [*([call.actor] if call.actor else []), *users]
+        seat_ids = list(seats)
+        for _ in range(3):
+            version = self.store.account_sequence(account_id)
+            snapshot = self.snapshots.get(account_id, version) if version else None
+            known = self._known(snapshot, wanted, seat_ids, load=False) if snapshot is not None else None
+            if snapshot is None or known is None:
+                state = self.store.read(lambda: self._load_state(account_id, wanted, seat_ids))
+                if state is None:
+                    raise self._missing(call, account_id)
+                snapshot, known = state
+                self.snapshots.put(snapshot)
+            self._check_actor(call, known)
+            if snapshot.account.renewal_time > self.clock.now():
+                return snapshot, known
+            self.renew_account(account_id)
+        raise SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "the account kept changing while it was read; retry")
+
+    def _load_state(self, account_id: str, users: list[str], seats: list[str]) -> tuple[Snapshot, Known] | None:
+        """In one read transaction: the account's version, then what the call lacks at it."""
+
+        def load() -> tuple[Snapshot, Known] | None:
+            account = self.store.get_account(account_id)
+            if account is None:
+                return None
+            snapshot = self.snapshots.get(account_id, account.last_sequence) or Snapshot(
+                account, self.store.load_pools(account_id)
+            )
+            known = self._known(snapshot, users, seats)
+            assert known is not None
+            return snapshot, known
+
+        return self.store.snapshot_read(account_id, load)[1]
 
     def _view(self, account: Account, pool: Pool) -> PoolView:
         price = self.prices.price(pool.hub, pool.tier)
@@ -302,20 +424,7 @@ class SeatDomain:
 
     def _read_account(self, call: Call, account_id: str) -> Account:
         """For reads: the actor check, the account, and a due renewal applied first."""
-        check_id("account_id", account_id)
-
-        def load() -> Account:
-            self._actor(call, account_id)
-            account = self.store.get_account(account_id)
-            if account is None:
-                raise account_not_found(account_id)
-            return account
-
-        account = self.store.read(load)
-        if account.renewal_time <= self.clock.now():
-            self.renew_account(account_id)
-            account = self.store.read(load)
-        return account
+        return self._state(call, account_id)[0].account
 
     # ---- renewal (S4, S5, S9) -----------------------------------------------------------
 
@@ -443,7 +552,8 @@ class SeatDomain:
             now = self.clock.now()
             if account is None or account.renewal_time > now:
                 return False
-            unit = Unit(account, Call(), now, None)
+            pools = self.store.load_pools(account_id)
+            unit = Unit(account, Call(), now, None, pools, Snapshot(replace(account), pools), Known({}, {}))
             self._renew_if_due(unit)
             self._finish(unit)
             return True
@@ -507,7 +617,7 @@ class SeatDomain:
             self.store.insert_account(account)
             owner = User(owner_id, account_id, email, owner_name, Permissions(True, True, True), 1, now, now)
             self.store.insert_user(owner, email.casefold())
-            unit = Unit(account, call, now, None, _pools={})
+            unit = Unit(account, call, now, None, {}, Snapshot(replace(account), {}), Known({}, {}))
             unit.event(EventType.ACCOUNT_CREATED)
             unit.event(EventType.USER_CREATED, user_id=owner_id)
             for hub, tier, purchased in spec.subscriptions:
@@ -523,9 +633,11 @@ class SeatDomain:
         return self.store.write(run)
 
     def get_account(self, call: Call, account_id: str) -> AccountView:
-        account = self._read_account(call, account_id)
-        pools = self.store.read(lambda: self.store.load_pools(account_id))
-        return AccountView(account, [self._view(account, p) for _, p in sorted(pools.items())])
+        snapshot = self._state(call, account_id)[0]
+        views = snapshot.views
+        if views is None:  # made once per version
+            views = snapshot.views = [self._view(snapshot.account, p) for _, p in sorted(snapshot.pools.items())]
+        return AccountView(snapshot.account, views)
 
     # ---- seats: buy and remove (S3, S4, S5, S7, S8, S9) ----------------------------------
 
@@ -714,9 +826,10 @@ class SeatDomain:
         unit.event(EventType.SEAT_UNASSIGNED, pool, before, user_id=current.user_id)
         return pool
 
-    def _target_user(self, unit: Unit, user_id: str) -> None:
+    @staticmethod
+    def _target_user(unit: Unit, user_id: str) -> None:
         check_id("user_id", user_id)
-        if self.store.get_user(unit.account.account_id, user_id) is None:
+        if unit.user(user_id) is None:
             raise user_not_found(user_id)
 
     def assign_seat(
@@ -724,15 +837,15 @@ class SeatDomain:
     ) -> AssignResult:
         def work(unit: Unit) -> AssignResult:
             self._target_user(unit, user_id)
-            current = self.store.get_assignments(account_id, user_id).get(hub)
+            current = unit.seats(user_id).get(hub)
             return self._assign(unit, user_id, hub, tier, current, purchase_if_needed, user_id)
 
-        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="assign seats")
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="assign seats", users=[user_id])
 
     def unassign_seat(self, call: Call, account_id: str, user_id: str, hub: Hub) -> PoolView:
         def work(unit: Unit) -> PoolView:
             self._target_user(unit, user_id)
-            current = self.store.get_assignments(account_id, user_id).get(hub)
+            current = unit.seats(user_id).get(hub)
             if current is None:
                 raise precondition(
                     "SEAT_NOT_ASSIGNED",
@@ -745,7 +858,9 @@ class SeatDomain:
             self.store.delete_assignment(account_id, user_id, hub)
             return self._view(unit.account, pool)
 
-        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="unassign seats")
+        return self._write(
+            call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="unassign seats", users=[user_id]
+        )
 
     def batch_update(
         self, call: Call, account_id: str, changes: list[tuple[str, Hub, Tier | None]], validate_only: bool = False
@@ -761,15 +876,15 @@ class SeatDomain:
                 raise invalid(f"changes[{i}]", "a user and hub may appear once per batch")
             seen.add((user_id, hub))
 
+        user_ids = sorted({c[0] for c in changes})
+
         def work(unit: Unit) -> BatchResult:
-            user_ids = sorted({c[0] for c in changes})
-            known = self.store.existing_users(account_id, user_ids)
             for i, (user_id, _hub, _tier) in enumerate(changes):
-                if user_id not in known:
+                if unit.user(user_id) is None:
                     err = user_not_found(user_id)
                     err.metadata["change"] = str(i)
                     raise err
-            current = self.store.assignments_for(account_id, user_ids)
+            current = {(u, hub): a for u in user_ids for hub, a in unit.seats(u).items()}
             for _user_id, hub, tier in changes:  # NOT_SUBSCRIBED before anything moves
                 if tier is not None:
                     self._pool(unit, hub, tier)
@@ -809,7 +924,13 @@ class SeatDomain:
             return BatchResult(results, self._views(unit))
 
         return self._write(
-            call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="assign seats", dry_run=validate_only
+            call,
+            account_id,
+            work,
+            need=Permission.ACCOUNT_ACCESS,
+            what="assign seats",
+            dry_run=validate_only,
+            users=user_ids,
         )
 
     def list_assignments(
@@ -835,11 +956,13 @@ class SeatDomain:
             raise invalid("user_ids", f"at most {MAX_BATCH} ids per call")
         for i, user_id in enumerate(user_ids):
             check_id(f"user_ids[{i}]", user_id)
-        self._read_account(call, account_id)
-        sequence, tiers = self.store.snapshot_read(
-            account_id, lambda: self.store.tiers_of(account_id, hub, sorted(set(user_ids)))
-        )
-        return [tiers.get(u) for u in user_ids], sequence
+        snapshot, known = self._state(call, account_id, seats=user_ids)
+        seats = known.seats
+        tiers = []
+        for user_id in user_ids:
+            held = seats[user_id].get(hub)
+            tiers.append(held.tier if held is not None else None)
+        return tiers, snapshot.version
 
     # ---- upgrade (S6) -------------------------------------------------------------------
 
@@ -873,12 +996,10 @@ class SeatDomain:
                     f"the {hub.name.title()} hub already has tier {max(held_tiers).name}",
                     current_tier=max(held_tiers).name,
                 )
-            if assign_user_ids:
-                known = self.store.existing_users(account_id, assign_user_ids)
-                for user_id in assign_user_ids:
-                    if user_id not in known:
-                        raise user_not_found(user_id)
-            current = self.store.assignments_for(account_id, assign_user_ids)
+            for user_id in assign_user_ids:
+                if unit.user(user_id) is None:
+                    raise user_not_found(user_id)
+            current = {(u, h): a for u in assign_user_ids for h, a in unit.seats(u).items()}
             free = pools.get((hub, Tier.FREE))
             if free is not None:  # S6: the free seats go at the moment of the upgrade
                 for holder in self.store.holders(account_id, hub, Tier.FREE):
@@ -905,7 +1026,13 @@ class SeatDomain:
             return UpgradeResult(AccountView(unit.account, self._views(unit)), charges, self._view(unit.account, pool))
 
         return self._write(
-            call, account_id, work, need=Permission.EDIT_BILLING, what="upgrade a subscription", dry_run=validate_only
+            call,
+            account_id,
+            work,
+            need=Permission.EDIT_BILLING,
+            what="upgrade a subscription",
+            dry_run=validate_only,
+            users=assign_user_ids,
         )
 
     # ---- invoice ------------------------------------------------------------------------
@@ -1025,8 +1152,7 @@ class SeatDomain:
 
     def get_user(self, call: Call, account_id: str, user_id: str) -> User:
         check_id("user_id", user_id)
-        self._read_account(call, account_id)
-        user = self.store.read(lambda: self.store.get_user(account_id, user_id, with_seats=True))
+        user = self._state(call, account_id, users=[user_id])[1].user(user_id)
         if user is None:
             raise user_not_found(user_id)
         return user
@@ -1052,7 +1178,7 @@ class SeatDomain:
         )
 
         def work(unit: Unit) -> User:
-            user = self.store.get_user(account_id, user_id, with_seats=True)
+            user = unit.user(user_id)
             if user is None:
                 raise user_not_found(user_id)
             _check_etag(user, etag)
@@ -1099,13 +1225,13 @@ class SeatDomain:
             unit.event(EventType.USER_UPDATED, user_id=user_id)
             return updated
 
-        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="change users")
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="change users", users=[user_id])
 
     def delete_user(self, call: Call, account_id: str, user_id: str, etag: str) -> None:
         check_id("user_id", user_id)
 
         def work(unit: Unit) -> None:
-            user = self.store.get_user(account_id, user_id, with_seats=True)
+            user = unit.user(user_id)
             if user is None:
                 raise user_not_found(user_id)
             _check_etag(user, etag)
@@ -1124,7 +1250,7 @@ class SeatDomain:
             self.store.delete_user(account_id, user_id)
             unit.event(EventType.USER_DELETED, user_id=user_id)
 
-        self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="delete users")
+        self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="delete users", users=[user_id])
 
 
 # ---- input checks -------------------------------------------------------------------------
@@ -1157,6 +1283,11 @@ def check_id(field_name: str, value: str) -> None:
     if len(value) > MAX_ID:
         raise invalid(field_name, f"at most {MAX_ID} characters")
     _printable(field_name, value)
+
+
+def _is_id(value: str) -> bool:
+    """Whether value passes check_id: anything else names nothing and is not looked up."""
+    return 0 < len(value) <= MAX_ID and not any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
 
 
 def _printable(field_name: str, value: str) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import grpc
 from seats.v1 import resources_pb2 as r
@@ -11,7 +12,7 @@ from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
 from ..domain.errors import Kind, SeatError, invalid
-from ..domain.seats import NewAccount, SeatDomain
+from ..domain.seats import AccountView, NewAccount, SeatDomain
 from ..events import EventHub
 from .common import (
     SYSTEM_SCOPE,
@@ -34,6 +35,29 @@ from .common import (
 )
 
 WATCH_BATCH = 100
+R = TypeVar("R")
+
+
+class Replies:
+    """Replies built once per account version: an AccountView's pool list is made once per
+    version (see SeatDomain.get_account), so the same list means the same reply."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str], tuple[object, Any]] = {}
+
+    def get(self, key: tuple[str, AccountView], build: Callable[[], R]) -> R:
+        name, view = key
+        slot = (name, view.account.account_id)
+        kept = self._kept.get(slot)
+        if kept is not None and kept[0] is view.pools:
+            return kept[1]  # type: ignore[no-any-return]
+        reply = build()
+        if len(self._kept) >= self.MAX:
+            self._kept.clear()
+        self._kept[slot] = (view.pools, reply)
+        return reply
 
 
 class SeatServicer(pb_grpc.SeatServiceServicer):
@@ -47,6 +71,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         # A watch holds a handler thread for its whole life: cap them so unary calls keep threads.
         self.watch_slots = threading.BoundedSemaphore(max_watch_streams)
         self.mpu = domain.prices.minor_per_unit
+        self._replies = Replies()
 
     @rpc
     def CreateAccount(
@@ -75,17 +100,20 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
     @rpc
     def GetAccount(self, request: pb.GetAccountRequest, context: grpc.ServicerContext) -> pb.GetAccountResponse:
         view = self.domain.get_account(call_of(context), request.account_id)
-        return pb.GetAccountResponse(account=account_pb(view))
+        return self._replies.get(("GetAccount", view), lambda: pb.GetAccountResponse(account=account_pb(view)))
 
     @rpc
     def GetSeatSummary(
         self, request: pb.GetSeatSummaryRequest, context: grpc.ServicerContext
     ) -> pb.GetSeatSummaryResponse:
         summary = self.domain.get_account(call_of(context), request.account_id)
-        return pb.GetSeatSummaryResponse(
-            pools=[pool_pb(p, self.mpu) for p in summary.pools],
-            renewal_time=ts(summary.account.renewal_time),
-            term_start=ts(summary.account.term_start),
+        return self._replies.get(
+            ("GetSeatSummary", summary),
+            lambda: pb.GetSeatSummaryResponse(
+                pools=[pool_pb(p, self.mpu) for p in summary.pools],
+                renewal_time=ts(summary.account.renewal_time),
+                term_start=ts(summary.account.term_start),
+            ),
         )
 
     @rpc

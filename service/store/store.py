@@ -1,10 +1,16 @@
 """The store: Peewee over SQLite or PostgreSQL, the only place that knows SQL.
 
-Writes run in `Store.write`, one transaction per call: `BEGIN IMMEDIATE` on SQLite, and on
-PostgreSQL a row lock on the account (`SELECT ... FOR UPDATE`) taken by `lock_account`, so
-the check and the write of every rule happen under one lock. Transient errors (a busy
-SQLite file, a serialization failure or deadlock, a dropped connection, a lost race on a
-request id) are retried here, so callers never see them.
+Every hot statement is written once, below, as SQL text with placeholders, and run with
+``execute_sql``: a call runs a handful of statements and builds no query objects. Peewee still
+owns the connections, the transactions and the error types.
+
+Writes run in `Store.write`, one transaction per call: on PostgreSQL a row lock on the account
+(`SELECT ... FOR UPDATE`) taken by `get_account(lock=True)` serializes the check and the write of
+every rule; on SQLite the database is one writer at a time, so concurrent write calls are
+committed in groups (see `_GroupCommit`): one `BEGIN IMMEDIATE ... COMMIT`, and so one fsync,
+for many calls, each in a savepoint of its own. Transient errors (a busy SQLite file, a
+serialization failure or deadlock, a dropped connection, a lost race on a request id) are
+retried here, so callers never see them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
@@ -46,6 +53,9 @@ log = logging.getLogger("seats.store")
 MAX_ATTEMPTS = 30
 PG_RETRYABLE = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 PG_ADVISORY_MIGRATION_LOCK = 0x5EA75
+MAX_GROUP = 64  # write calls committed together at most
+SQLITE_SYNCHRONOUS = ("full", "normal", "extra")
+EXCEPTION_WRAPPER = vars(pw)["__exception_wrapper__"]  # maps driver errors to Peewee's types
 
 
 class _Retry(Exception):
@@ -66,25 +76,32 @@ def from_micros(us: int) -> datetime:
 
 def open_store(url: str) -> Store:
     """Opens the database a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db`` or
-    ``postgresql://user:password@host:port/dbname?schema=name``."""
+    ``postgresql://user:password@host:port/dbname?schema=name``.
+
+    SQLite commits are durable by default (``synchronous=full``: an OK answer survives a power
+    cut); ``?synchronous=normal`` trades that for speed (a power cut may lose the last commits,
+    a crash of the process loses nothing)."""
     parsed = urlparse(url)
+    query = parse_qs(parsed.query)
     if parsed.scheme == "sqlite":
         path = unquote(parsed.path[1:]) if parsed.path.startswith("/") else unquote(parsed.path)
         if not path or path == ":memory:":
             raise ValueError("SQLite needs a file: an in-memory database is one per connection")
+        synchronous = query.get("synchronous", ["full"])[0].lower()
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
         db: pw.Database = pw.SqliteDatabase(
             path,
             pragmas={
                 "busy_timeout": 10_000,  # first: switching to WAL may wait for another process
                 "journal_mode": "wal",
                 "foreign_keys": 1,
-                "synchronous": "normal",
+                "synchronous": synchronous,
             },
             check_same_thread=False,
         )
         return Store(db, dialect="sqlite", schema=None)
     if parsed.scheme in ("postgresql", "postgres"):
-        query = parse_qs(parsed.query)
         schema = query.get("schema", [None])[0]
         kwargs: dict[str, Any] = {
             "user": unquote(parsed.username) if parsed.username else None,
@@ -105,49 +122,290 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 
 
+# ---- the statements ---------------------------------------------------------------------------
+
+ACCOUNT_COLUMNS = (
+    "account_id, display_name, owner_user_id, currency_code, term_months, term_anchor, term_start, "
+    "renewal_time, last_sequence, create_time"
+)
+USER_COLUMNS = (
+    "user_id, account_id, email, display_name, super_admin, edit_billing, account_access, version, "
+    "create_time, update_time"
+)
+EVENT_COLUMNS = (
+    "sequence, event_type, actor, event_time, request_id, user_id, hub, tier, previous_tier, quantity, "
+    "before_included, before_purchased, before_assigned, before_pending, "
+    "after_included, after_purchased, after_assigned, after_pending"
+)
+CHARGE_COLUMNS = (
+    "charge_id, kind, hub, tier, quantity, unit_price_minor, amount_minor, currency_code, period_start, "
+    "period_end, charge_time, description"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class Sql:
+    """The statements, in the placeholder style of one dialect; written with ``?``."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        lock = " FOR UPDATE" if dialect == "postgres" else ""
+        self.get_account = self.q(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ?")
+        self.lock_account = self.q(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ?{lock}")
+        self.account_sequence = self.q("SELECT last_sequence FROM accounts WHERE account_id = ?")
+        self.insert_account = self.q(f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ({_placeholders(10)})")
+        self.save_account_term = self.q("UPDATE accounts SET term_start = ?, renewal_time = ? WHERE account_id = ?")
+        self.move_sequence = self.q("UPDATE accounts SET last_sequence = ? WHERE account_id = ? AND last_sequence = ?")
+        self.due_accounts = self.q(
+            "SELECT account_id FROM accounts WHERE renewal_time <= ? ORDER BY renewal_time LIMIT ?"
+        )
+        self.load_pools = self.q(
+            "SELECT hub, tier, included, purchased, assigned, pending_removal, version FROM seat_pools "
+            "WHERE account_id = ? ORDER BY hub, tier"
+        )
+        self.insert_pool = self.q(
+            "INSERT INTO seat_pools (included, purchased, assigned, pending_removal, version, account_id, hub, tier) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.update_pool = self.q(
+            "UPDATE seat_pools SET included = ?, purchased = ?, assigned = ?, pending_removal = ?, version = ? "
+            "WHERE account_id = ? AND hub = ? AND tier = ?"
+        )
+        self.delete_pool = self.q("DELETE FROM seat_pools WHERE account_id = ? AND hub = ? AND tier = ?")
+        self.get_user = self.q(f"SELECT {USER_COLUMNS} FROM users WHERE account_id = ? AND user_id = ?")
+        self.email_owner = self.q("SELECT user_id FROM users WHERE account_id = ? AND email_key = ?")
+        self.insert_user = self.q(f"INSERT INTO users ({USER_COLUMNS}, email_key) VALUES ({_placeholders(11)})")
+        self.update_user = self.q(
+            "UPDATE users SET email = ?, email_key = ?, display_name = ?, super_admin = ?, edit_billing = ?, "
+            "account_access = ?, version = ?, update_time = ? WHERE account_id = ? AND user_id = ? AND version = ?"
+        )
+        self.delete_user = self.q("DELETE FROM users WHERE account_id = ? AND user_id = ?")
+        self.insert_assignment = self.q(
+            "INSERT INTO seat_assignments (account_id, user_id, hub, tier, assign_time) VALUES (?, ?, ?, ?, ?)"
+        )
+        self.move_assignment = self.q(
+            "UPDATE seat_assignments SET tier = ?, assign_time = ? WHERE account_id = ? AND user_id = ? AND hub = ?"
+        )
+        self.delete_assignment = self.q("DELETE FROM seat_assignments WHERE account_id = ? AND user_id = ? AND hub = ?")
+        self.holders = self.q(
+            "SELECT user_id FROM seat_assignments WHERE account_id = ? AND hub = ? AND tier = ? ORDER BY user_id"
+        )
+        self.insert_event = self.q(
+            f"INSERT INTO seat_events (account_id, {EVENT_COLUMNS}) VALUES ({_placeholders(19)})"
+        )
+        self.list_events = self.q(
+            f"SELECT {EVENT_COLUMNS} FROM seat_events WHERE account_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"
+        )
+        self.insert_charge = self.q(f"INSERT INTO charges (account_id, {CHARGE_COLUMNS}) VALUES ({_placeholders(13)})")
+        self.charges_since = self.q(
+            f"SELECT {CHARGE_COLUMNS} FROM charges WHERE account_id = ? AND period_start >= ? "
+            "ORDER BY charge_time, charge_id"
+        )
+        self.find_request = self.q(
+            "SELECT fingerprint, response FROM request_records WHERE scope = ? AND request_id = ? AND create_time >= ?"
+        )
+        # One statement records a first result, or replaces an expired record of the same id;
+        # an unexpired twin leaves it unchanged (no row counted): the caller lost a race.
+        self.save_request = self.q(
+            "INSERT INTO request_records (scope, request_id, fingerprint, response, create_time) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, request_id) DO UPDATE SET "
+            "fingerprint = excluded.fingerprint, response = excluded.response, create_time = excluded.create_time "
+            "WHERE request_records.create_time < ?"
+        )
+        self.purge_requests = self.q("DELETE FROM request_records WHERE create_time < ?")
+
+    def q(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgres" else sql
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - one Sql per store, a bounded set of shapes
+    def shaped(self, sql: str, n: int = 0) -> str:
+        """A statement whose shape depends on the call (optional filters, a list of n ids as
+        ``@ids``), made once per shape."""
+        return self.q(sql.replace("@ids", _placeholders(n)))
+
+
+# ---- group commit -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    fn: Callable[[], Any]
+    dry_run: bool
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+
+class _GroupCommit:
+    """Commits concurrent write calls of one process together: the first caller to find no
+    commit under way leads; it runs every queued call in one transaction, each in its own
+    savepoint (a call that fails rolls back alone), commits once, and wakes the others. A
+    call's answer is given only after the commit that made it durable."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cond = threading.Condition()
+        self.queue: list[_Job] = []
+        self.leading = False
+
+    def run(self, job: _Job) -> None:
+        with self.cond:
+            self.queue.append(job)
+            while not job.done and self.leading:
+                self.cond.wait()
+            if job.done:
+                return
+            self.leading = True
+            batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+        try:
+            self.store._run_group(batch)
+        finally:
+            with self.cond:
+                for j in batch:
+                    j.done = True
+                self.leading = False
+                self.cond.notify_all()
+
+
 class Store:
     def __init__(self, db: pw.Database, *, dialect: str, schema: str | None) -> None:
         self.db = db
         self.dialect = dialect
         self.schema = schema
         self.m = build_models(db)
+        self.sql = Sql(dialect)
         self._local = threading.local()
         self._listeners: list[Callable[[str], None]] = []
+        self._group = _GroupCommit(self) if dialect == "sqlite" else None
+
+    # ---- statements ---------------------------------------------------------------------
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with EXCEPTION_WRAPPER:
+            cursor = self.db.cursor()
+            cursor.execute(sql, params)
+        return cursor
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._exec(sql, params).fetchall())
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with EXCEPTION_WRAPPER:
+            self.db.cursor().executemany(sql, rows)
 
     # ---- transactions -------------------------------------------------------------------
 
     def write(self, fn: Callable[[], T], *, dry_run: bool = False) -> T:
         """Runs fn in one write transaction, retrying transient failures. Nested calls join
-        the outer transaction. With dry_run the transaction is rolled back at the end."""
+        the outer transaction. With dry_run the transaction is rolled back at the end.
+        Callbacks fn registers with `after_commit` run once the change is durable."""
         if self.db.in_transaction():
             return fn()
+        job = _Job(fn, dry_run)
+        if self._group is not None:
+            self._group.run(job)
+        else:
+            self._run_alone(job)
+        if job.error is not None:
+            raise job.error
+        for callback in job.after:
+            callback()
+        return job.result  # type: ignore[no-any-return]
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Runs callback after the current write commits; never if it rolls back."""
+        job: _Job | None = getattr(self._local, "job", None)
+        if job is None:
+            raise RuntimeError("after_commit needs a write transaction")
+        job.after.append(callback)
+
+    def _run_alone(self, job: _Job) -> None:
+        """PostgreSQL: one transaction per call, on this thread's connection. PostgreSQL
+        commits concurrent transactions with shared WAL flushes by itself."""
         attempt = 0
         while True:
             attempt += 1
-            self._local.touched = set()
-            result: T
+            job.after = []
+            self._local.job = job
             try:
                 try:
-                    lock = "IMMEDIATE" if self.dialect == "sqlite" else None
-                    with self.db.atomic(lock) if lock else self.db.atomic():
-                        result = fn()
-                        if dry_run:
+                    with self.db.atomic():
+                        job.result = job.fn()
+                        if job.dry_run:
                             raise _DryRun
                 except _DryRun:
-                    return result
+                    job.after = []
+                return
             except _Retry:
                 pass
             except (pw.OperationalError, pw.InterfaceError, pw.InternalError) as exc:
                 if not self._transient(exc) or attempt >= MAX_ATTEMPTS:
-                    if self._connection_lost(exc):
-                        self._reset_connection()
-                        log.warning("database unavailable", extra={"error": str(exc)})
-                        raise unavailable() from exc
-                    raise
-            else:
-                self._notify(self._local.touched)
-                return result
-            time.sleep(min(0.2, 0.002 * attempt) * random.random())
+                    job.error = self._outage(exc)
+                    return
+            except BaseException as exc:
+                job.error = exc
+                return
+            finally:
+                self._local.job = None
+            self._backoff(attempt)
+
+    def _run_group(self, batch: list[_Job]) -> None:
+        """SQLite: the leader's transaction for a batch of write calls."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.db.atomic("IMMEDIATE"):
+                    for job in batch:
+                        self._run_savepoint(job)
+                return
+            except (pw.OperationalError, pw.InterfaceError, pw.InternalError) as exc:
+                if not self._transient(exc) or attempt >= MAX_ATTEMPTS:
+                    for job in batch:
+                        job.error, job.after = exc, []
+                    return
+            self._backoff(attempt)
+
+    def _run_savepoint(self, job: _Job) -> None:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            job.after, job.error = [], None
+            self._local.job = job
+            self._exec("SAVEPOINT call")
+            try:
+                job.result = job.fn()
+            except _Retry:
+                self._exec("ROLLBACK TO SAVEPOINT call")
+                self._exec("RELEASE SAVEPOINT call")
+                if attempt < MAX_ATTEMPTS:
+                    continue
+                job.error = RuntimeError("a write call lost too many races")
+            except (pw.OperationalError, pw.InterfaceError, pw.InternalError):
+                raise  # the transaction itself is in trouble: the whole batch is retried
+            except BaseException as exc:
+                job.error = exc
+            finally:
+                self._local.job = None
+            if job.error is not None or job.dry_run:
+                job.after = []
+                self._exec("ROLLBACK TO SAVEPOINT call")
+            self._exec("RELEASE SAVEPOINT call")
+            return
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        time.sleep(min(0.2, 0.002 * attempt) * random.random())
+
+    def _outage(self, exc: Exception) -> Exception:
+        if self._connection_lost(exc):
+            self._reset_connection()
+            log.warning("database unavailable", extra={"error": str(exc)})
+            return unavailable()
+        return exc
 
     def read(self, fn: Callable[[], T]) -> T:
         """Runs fn outside a write transaction, reconnecting once after a dropped connection."""
@@ -170,9 +428,7 @@ class Store:
 
         def run() -> tuple[int, T]:
             with self.db.atomic() if self.dialect == "sqlite" else self.db.atomic(isolation_level="REPEATABLE READ"):
-                A = self.m.Account
-                rows = list(A.select(A.last_sequence).where(A.account_id == account_id).tuples())
-                return (int(rows[0][0]) if rows else 0), fn()
+                return self.account_sequence(account_id), fn()
 
         return self.read(run)
 
@@ -211,10 +467,9 @@ class Store:
         """fn(account_id) runs after a transaction that appended events to that account commits."""
         self._listeners.append(fn)
 
-    def _notify(self, touched: set[str]) -> None:
-        for account_id in touched:
-            for fn in self._listeners:
-                fn(account_id)
+    def _notify(self, account_id: str) -> None:
+        for fn in self._listeners:
+            fn(account_id)
 
     # ---- schema -------------------------------------------------------------------------
 
@@ -279,260 +534,261 @@ class Store:
     # ---- accounts -----------------------------------------------------------------------
 
     def insert_account(self, a: Account) -> None:
-        self.m.Account.insert(
-            account_id=a.account_id,
-            display_name=a.display_name,
-            owner_user_id=a.owner_user_id,
-            currency_code=a.currency_code,
-            term_months=a.term_months,
-            term_anchor=to_micros(a.term_anchor),
-            term_start=to_micros(a.term_start),
-            renewal_time=to_micros(a.renewal_time),
-            last_sequence=a.last_sequence,
-            create_time=to_micros(a.create_time),
-        ).execute()
+        self._exec(
+            self.sql.insert_account,
+            (
+                a.account_id,
+                a.display_name,
+                a.owner_user_id,
+                a.currency_code,
+                a.term_months,
+                to_micros(a.term_anchor),
+                to_micros(a.term_start),
+                to_micros(a.renewal_time),
+                a.last_sequence,
+                to_micros(a.create_time),
+            ),
+        )
 
     def get_account(self, account_id: str, *, lock: bool = False) -> Account | None:
         """Reads an account; with lock, holds its row until the transaction ends (the
         per-account write lock on PostgreSQL; SQLite's IMMEDIATE transaction already is one)."""
-        A = self.m.Account
-        q = A.select().where(A.account_id == account_id)
-        if lock and self.dialect == "postgres":
-            q = q.for_update()
-        rows = list(q.dicts())
+        rows = self._rows(self.sql.lock_account if lock else self.sql.get_account, (account_id,))
         if not rows:
             return None
         r = rows[0]
         return Account(
-            r["account_id"],
-            r["display_name"],
-            r["owner_user_id"],
-            r["currency_code"],
-            r["term_months"],
-            from_micros(r["term_anchor"]),
-            from_micros(r["term_start"]),
-            from_micros(r["renewal_time"]),
-            r["last_sequence"],
-            from_micros(r["create_time"]),
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            from_micros(r[5]),
+            from_micros(r[6]),
+            from_micros(r[7]),
+            r[8],
+            from_micros(r[9]),
         )
 
+    def account_sequence(self, account_id: str) -> int:
+        """The account's last event sequence: its version, since every change appends an event
+        (I4). 0 when the account does not exist."""
+        rows = self._rows(self.sql.account_sequence, (account_id,))
+        return int(rows[0][0]) if rows else 0
+
     def save_account_term(self, a: Account) -> None:
-        A = self.m.Account
-        A.update(term_start=to_micros(a.term_start), renewal_time=to_micros(a.renewal_time)).where(
-            A.account_id == a.account_id
-        ).execute()
+        self._exec(self.sql.save_account_term, (to_micros(a.term_start), to_micros(a.renewal_time), a.account_id))
 
     def due_accounts(self, now: datetime, limit: int) -> list[str]:
-        A = self.m.Account
-        q = A.select(A.account_id).where(A.renewal_time <= to_micros(now)).order_by(A.renewal_time).limit(limit)
-        return [r[0] for r in q.tuples()]
+        return [r[0] for r in self._rows(self.sql.due_accounts, (to_micros(now), limit))]
 
     # ---- pools --------------------------------------------------------------------------
 
     def load_pools(self, account_id: str) -> dict[tuple[Hub, Tier], Pool]:
-        P = self.m.SeatPool
         pools = {}
-        for r in P.select().where(P.account_id == account_id).order_by(P.hub, P.tier).dicts():
-            pool = Pool(
-                Hub(r["hub"]),
-                Tier(r["tier"]),
-                r["included"],
-                r["purchased"],
-                r["assigned"],
-                r["pending_removal"],
-                r["version"],
-            )
+        for hub, tier, included, purchased, assigned, pending, version in self._rows(
+            self.sql.load_pools, (account_id,)
+        ):
+            pool = Pool(Hub(hub), Tier(tier), included, purchased, assigned, pending, version)
             pools[(pool.hub, pool.tier)] = pool
         return pools
 
     def save_pools(self, account_id: str, pools: Iterable[Pool]) -> None:
         """Inserts new pools and updates changed ones. The table's CHECKs refuse any row
         that breaks I1 or I2, whatever the caller computed."""
-        P = self.m.SeatPool
         for pool in pools:
-            values = dict(
-                included=pool.included,
-                purchased=pool.purchased,
-                assigned=pool.assigned,
-                pending_removal=pool.pending_removal,
-                version=pool.version,
-            )
-            if pool.new:
-                P.insert(account_id=account_id, hub=int(pool.hub), tier=int(pool.tier), **values).execute()
-            elif pool.dirty:
-                P.update(**values).where(
-                    (P.account_id == account_id) & (P.hub == int(pool.hub)) & (P.tier == int(pool.tier))
-                ).execute()
+            if pool.new or pool.dirty:
+                self._exec(
+                    self.sql.insert_pool if pool.new else self.sql.update_pool,
+                    (
+                        pool.included,
+                        pool.purchased,
+                        pool.assigned,
+                        pool.pending_removal,
+                        pool.version,
+                        account_id,
+                        int(pool.hub),
+                        int(pool.tier),
+                    ),
+                )
             pool.new = pool.dirty = False
 
     def delete_pool(self, account_id: str, hub: Hub, tier: Tier) -> None:
-        P = self.m.SeatPool
-        P.delete().where((P.account_id == account_id) & (P.hub == int(hub)) & (P.tier == int(tier))).execute()
+        self._exec(self.sql.delete_pool, (account_id, int(hub), int(tier)))
 
     # ---- users --------------------------------------------------------------------------
 
-    def _user(self, r: dict[str, Any], seats: tuple[SeatRef, ...] = ()) -> User:
+    @staticmethod
+    def _user(r: Sequence[Any], seats: tuple[SeatRef, ...] = ()) -> User:
         return User(
-            r["user_id"],
-            r["account_id"],
-            r["email"],
-            r["display_name"],
-            Permissions(bool(r["super_admin"]), bool(r["edit_billing"]), bool(r["account_access"])),
-            r["version"],
-            from_micros(r["create_time"]),
-            from_micros(r["update_time"]),
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            Permissions(bool(r[4]), bool(r[5]), bool(r[6])),
+            r[7],
+            from_micros(r[8]),
+            from_micros(r[9]),
             seats,
         )
 
     def get_user(self, account_id: str, user_id: str, *, with_seats: bool = False) -> User | None:
-        U = self.m.User
-        rows = list(U.select().where((U.account_id == account_id) & (U.user_id == user_id)).dicts())
+        rows = self._rows(self.sql.get_user, (account_id, user_id))
         if not rows:
             return None
         seats = self.seats_of(account_id, [user_id]).get(user_id, ()) if with_seats else ()
         return self._user(rows[0], seats)
 
-    def seats_of(self, account_id: str, user_ids: list[str]) -> dict[str, tuple[SeatRef, ...]]:
-        """The seats of several users in one query (no query per user)."""
+    def get_users(self, account_id: str, user_ids: Sequence[str]) -> dict[str, User]:
+        """Several users (without seats) in one statement; unknown ids are absent."""
         if not user_ids:
             return {}
-        S = self.m.SeatAssignment
-        out: dict[str, list[SeatRef]] = {}
-        q = (
-            S.select(S.user_id, S.hub, S.tier)
-            .where((S.account_id == account_id) & (S.user_id.in_(user_ids)))
-            .order_by(S.user_id, S.hub)
+        sql = self.sql.shaped(
+            f"SELECT {USER_COLUMNS} FROM users WHERE account_id = ? AND user_id IN (@ids)", len(user_ids)
         )
-        for user_id, hub, tier in q.tuples():
+        return {r[0]: self._user(r) for r in self._rows(sql, (account_id, *user_ids))}
+
+    def seats_of(self, account_id: str, user_ids: list[str]) -> dict[str, tuple[SeatRef, ...]]:
+        """The seats of several users in one query (no query per user)."""
+        out: dict[str, list[SeatRef]] = {}
+        for user_id, hub, tier, _ in self._assignment_rows(account_id, user_ids):
             out.setdefault(user_id, []).append(SeatRef(Hub(hub), Tier(tier)))
-        return {k: tuple(v) for k, v in out.items()}
+        return {k: tuple(sorted(v, key=lambda s: s.hub)) for k, v in out.items()}
 
     def existing_users(self, account_id: str, user_ids: list[str]) -> set[str]:
         if not user_ids:
             return set()
-        U = self.m.User
-        q = U.select(U.user_id).where((U.account_id == account_id) & U.user_id.in_(user_ids))
-        return {r[0] for r in q.tuples()}
+        sql = self.sql.shaped("SELECT user_id FROM users WHERE account_id = ? AND user_id IN (@ids)", len(user_ids))
+        return {r[0] for r in self._rows(sql, (account_id, *user_ids))}
 
     def email_owner(self, account_id: str, email_key: str) -> str | None:
-        U = self.m.User
-        rows = list(U.select(U.user_id).where((U.account_id == account_id) & (U.email_key == email_key)).tuples())
+        rows = self._rows(self.sql.email_owner, (account_id, email_key))
         return rows[0][0] if rows else None
 
     def insert_user(self, u: User, email_key: str) -> None:
-        self.m.User.insert(
-            user_id=u.user_id,
-            account_id=u.account_id,
-            email=u.email,
-            email_key=email_key,
-            display_name=u.display_name,
-            super_admin=u.permissions.super_admin,
-            edit_billing=u.permissions.edit_billing,
-            account_access=u.permissions.account_access,
-            version=u.version,
-            create_time=to_micros(u.create_time),
-            update_time=to_micros(u.update_time),
-        ).execute()
+        p = u.permissions
+        self._exec(
+            self.sql.insert_user,
+            (
+                u.user_id,
+                u.account_id,
+                u.email,
+                u.display_name,
+                p.super_admin,
+                p.edit_billing,
+                p.account_access,
+                u.version,
+                to_micros(u.create_time),
+                to_micros(u.update_time),
+                email_key,
+            ),
+        )
 
     def update_user(self, u: User, email_key: str, expected_version: int) -> bool:
         """Writes u if the stored version is still expected_version; False when it moved on."""
-        U = self.m.User
-        n = (
-            U.update(
-                email=u.email,
-                email_key=email_key,
-                display_name=u.display_name,
-                super_admin=u.permissions.super_admin,
-                edit_billing=u.permissions.edit_billing,
-                account_access=u.permissions.account_access,
-                version=u.version,
-                update_time=to_micros(u.update_time),
-            )
-            .where((U.account_id == u.account_id) & (U.user_id == u.user_id) & (U.version == expected_version))
-            .execute()
+        p = u.permissions
+        cursor = self._exec(
+            self.sql.update_user,
+            (
+                u.email,
+                email_key,
+                u.display_name,
+                p.super_admin,
+                p.edit_billing,
+                p.account_access,
+                u.version,
+                to_micros(u.update_time),
+                u.account_id,
+                u.user_id,
+                expected_version,
+            ),
         )
-        return bool(n)
+        return bool(cursor.rowcount)
 
     def delete_user(self, account_id: str, user_id: str) -> bool:
-        U = self.m.User
-        return bool(U.delete().where((U.account_id == account_id) & (U.user_id == user_id)).execute())
+        return bool(self._exec(self.sql.delete_user, (account_id, user_id)).rowcount)
 
     def list_users(self, account_id: str, after: str | None, limit: int, hub: Hub | None) -> list[User]:
-        U, S = self.m.User, self.m.SeatAssignment
-        q = U.select().where(U.account_id == account_id)
+        where, params = ["account_id = ?"], [account_id]
         if after:
-            q = q.where(U.user_id > after)
+            where.append("user_id > ?")
+            params.append(after)
         if hub is not None:
-            q = q.where(pw.fn.EXISTS(S.select(S.user_id).where((S.user_id == U.user_id) & (S.hub == int(hub)))))
-        rows = list(q.order_by(U.user_id).limit(limit).dicts())
-        seats = self.seats_of(account_id, [r["user_id"] for r in rows])
-        return [self._user(r, seats.get(r["user_id"], ())) for r in rows]
+            where.append("EXISTS (SELECT 1 FROM seat_assignments s WHERE s.user_id = users.user_id AND s.hub = ?)")
+            params.append(int(hub))  # type: ignore[arg-type]
+        sql = self.sql.shaped(
+            f"SELECT {USER_COLUMNS} FROM users WHERE {' AND '.join(where)} ORDER BY user_id LIMIT ?", 0
+        )
+        rows = self._rows(sql, (*params, limit))
+        seats = self.seats_of(account_id, [r[0] for r in rows])
+        return [self._user(r, seats.get(r[0], ())) for r in rows]
 
     # ---- assignments --------------------------------------------------------------------
 
+    def _assignment_rows(self, account_id: str, user_ids: Sequence[str]) -> list[Any]:
+        if not user_ids:
+            return []
+        sql = self.sql.shaped(
+            "SELECT user_id, hub, tier, assign_time FROM seat_assignments WHERE account_id = ? AND user_id IN (@ids)",
+            len(user_ids),
+        )
+        return self._rows(sql, (account_id, *user_ids))
+
     def get_assignments(self, account_id: str, user_id: str) -> dict[Hub, Assignment]:
-        S = self.m.SeatAssignment
-        q = S.select(S.hub, S.tier, S.assign_time).where((S.account_id == account_id) & (S.user_id == user_id))
-        return {Hub(h): Assignment(user_id, Hub(h), Tier(t), from_micros(at)) for h, t, at in q.tuples()}
+        return {
+            Hub(h): Assignment(user_id, Hub(h), Tier(t), from_micros(at))
+            for _, h, t, at in self._assignment_rows(account_id, [user_id])
+        }
 
     def assignments_for(self, account_id: str, user_ids: list[str]) -> dict[tuple[str, Hub], Assignment]:
-        if not user_ids:
-            return {}
-        S = self.m.SeatAssignment
-        q = S.select(S.user_id, S.hub, S.tier, S.assign_time).where(
-            (S.account_id == account_id) & S.user_id.in_(user_ids)
-        )
-        return {(u, Hub(h)): Assignment(u, Hub(h), Tier(t), from_micros(at)) for u, h, t, at in q.tuples()}
+        return {
+            (u, Hub(h)): Assignment(u, Hub(h), Tier(t), from_micros(at))
+            for u, h, t, at in self._assignment_rows(account_id, user_ids)
+        }
 
     def tiers_of(self, account_id: str, hub: Hub, user_ids: list[str]) -> dict[str, Tier]:
         """The tier each of these users holds in a hub; users without a seat are absent."""
-        S = self.m.SeatAssignment
-        q = S.select(S.user_id, S.tier).where(
-            (S.account_id == account_id) & (S.hub == int(hub)) & S.user_id.in_(user_ids)
+        if not user_ids:
+            return {}
+        sql = self.sql.shaped(
+            "SELECT user_id, tier FROM seat_assignments WHERE account_id = ? AND hub = ? AND user_id IN (@ids)",
+            len(user_ids),
         )
-        return {u: Tier(t) for u, t in q.tuples()}
+        return {u: Tier(t) for u, t in self._rows(sql, (account_id, int(hub), *user_ids))}
 
     def insert_assignment(self, account_id: str, a: Assignment) -> None:
-        self.m.SeatAssignment.insert(
-            account_id=account_id,
-            user_id=a.user_id,
-            hub=int(a.hub),
-            tier=int(a.tier),
-            assign_time=to_micros(a.assign_time),
-        ).execute()
+        self._exec(
+            self.sql.insert_assignment, (account_id, a.user_id, int(a.hub), int(a.tier), to_micros(a.assign_time))
+        )
 
     def move_assignment(self, account_id: str, a: Assignment) -> None:
-        S = self.m.SeatAssignment
-        S.update(tier=int(a.tier), assign_time=to_micros(a.assign_time)).where(
-            (S.account_id == account_id) & (S.user_id == a.user_id) & (S.hub == int(a.hub))
-        ).execute()
+        self._exec(self.sql.move_assignment, (int(a.tier), to_micros(a.assign_time), account_id, a.user_id, int(a.hub)))
 
     def delete_assignment(self, account_id: str, user_id: str, hub: Hub) -> None:
-        S = self.m.SeatAssignment
-        S.delete().where((S.account_id == account_id) & (S.user_id == user_id) & (S.hub == int(hub))).execute()
+        self._exec(self.sql.delete_assignment, (account_id, user_id, int(hub)))
 
     def holders(self, account_id: str, hub: Hub, tier: Tier) -> list[str]:
-        S = self.m.SeatAssignment
-        q = (
-            S.select(S.user_id)
-            .where((S.account_id == account_id) & (S.hub == int(hub)) & (S.tier == int(tier)))
-            .order_by(S.user_id)
-        )
-        return [r[0] for r in q.tuples()]
+        return [r[0] for r in self._rows(self.sql.holders, (account_id, int(hub), int(tier)))]
 
     def list_assignments(
         self, account_id: str, after: tuple[str, int] | None, limit: int, hub: Hub | None, tier: Tier | None
     ) -> list[Assignment]:
-        S = self.m.SeatAssignment
-        q = S.select(S.user_id, S.hub, S.tier, S.assign_time).where(S.account_id == account_id)
+        where, params = ["account_id = ?"], [account_id]
         if hub is not None:
-            q = q.where(S.hub == int(hub))
+            where.append("hub = ?")
+            params.append(int(hub))  # type: ignore[arg-type]
         if tier is not None:
-            q = q.where(S.tier == int(tier))
+            where.append("tier = ?")
+            params.append(int(tier))  # type: ignore[arg-type]
         if after:
-            q = q.where((S.user_id > after[0]) | ((S.user_id == after[0]) & (S.hub > after[1])))
-        q = q.order_by(S.user_id, S.hub).limit(limit)
-        return [Assignment(u, Hub(h), Tier(t), from_micros(at)) for u, h, t, at in q.tuples()]
+            where.append("(user_id > ? OR (user_id = ? AND hub > ?))")
+            params += [after[0], after[0], after[1]]  # type: ignore[list-item]
+        sql = self.sql.shaped(
+            "SELECT user_id, hub, tier, assign_time FROM seat_assignments "
+            f"WHERE {' AND '.join(where)} ORDER BY user_id, hub LIMIT ?",
+            0,
+        )
+        return [Assignment(u, Hub(h), Tier(t), from_micros(at)) for u, h, t, at in self._rows(sql, (*params, limit))]
 
     # ---- events -------------------------------------------------------------------------
 
@@ -541,76 +797,61 @@ class Store:
         caller's transaction (I4). The account row must be locked by this transaction."""
         if not events:
             return []
-        E, A = self.m.SeatEvent, self.m.Account
         first = account.last_sequence + 1
-        rows = []
-        numbered = []
-        for i, e in enumerate(events):
-            seq = first + i
-            numbered.append(Event(**{**e.__dict__, "sequence": seq}))
-            rows.append(
-                dict(
-                    account_id=account.account_id,
-                    sequence=seq,
-                    event_type=int(e.type),
-                    actor=e.actor,
-                    event_time=to_micros(e.time),
-                    request_id=e.request_id,
-                    user_id=e.user_id,
-                    hub=e.hub,
-                    tier=e.tier,
-                    previous_tier=e.previous_tier,
-                    quantity=e.quantity,
-                    before_included=e.before.included,
-                    before_purchased=e.before.purchased,
-                    before_assigned=e.before.assigned,
-                    before_pending=e.before.pending_removal,
-                    after_included=e.after.included,
-                    after_purchased=e.after.purchased,
-                    after_assigned=e.after.assigned,
-                    after_pending=e.after.pending_removal,
+        numbered = [Event(**{**e.__dict__, "sequence": first + i}) for i, e in enumerate(events)]
+        self._many(
+            self.sql.insert_event,
+            [
+                (
+                    account.account_id,
+                    e.sequence,
+                    int(e.type),
+                    e.actor,
+                    to_micros(e.time),
+                    e.request_id,
+                    e.user_id,
+                    e.hub,
+                    e.tier,
+                    e.previous_tier,
+                    e.quantity,
+                    e.before.included,
+                    e.before.purchased,
+                    e.before.assigned,
+                    e.before.pending_removal,
+                    e.after.included,
+                    e.after.purchased,
+                    e.after.assigned,
+                    e.after.pending_removal,
                 )
-            )
-        for start in range(0, len(rows), 100):
-            E.insert_many(rows[start : start + 100]).execute()
-        account.last_sequence = first + len(events) - 1
-        n = (
-            A.update(last_sequence=account.last_sequence)
-            .where((A.account_id == account.account_id) & (A.last_sequence == first - 1))
-            .execute()
+                for e in numbered
+            ],
         )
-        if n != 1:  # the row moved under us: another writer got in; run the whole call again
+        last = first + len(events) - 1
+        moved = self._exec(self.sql.move_sequence, (last, account.account_id, first - 1)).rowcount
+        if moved != 1:  # the row moved under us: another writer got in; run the whole call again
             raise _Retry
-        self._local.touched.add(account.account_id)
+        account.last_sequence = last
+        account_id = account.account_id
+        self.after_commit(lambda: self._notify(account_id))
         return numbered
 
     def list_events(self, account_id: str, after: int, limit: int) -> list[Event]:
-        E = self.m.SeatEvent
-        q = (
-            E.select()
-            .where((E.account_id == account_id) & (E.sequence > after))
-            .order_by(E.sequence)
-            .limit(limit)
-            .dicts()
-        )
         return [
             Event(
-                type=EventType(r["event_type"]),
-                actor=r["actor"],
-                time=from_micros(r["event_time"]),
-                request_id=r["request_id"],
-                user_id=r["user_id"],
-                hub=r["hub"],
-                tier=r["tier"],
-                previous_tier=r["previous_tier"],
-                quantity=r["quantity"],
-                before=PoolCounts(
-                    r["before_included"], r["before_purchased"], r["before_assigned"], r["before_pending"]
-                ),
-                after=PoolCounts(r["after_included"], r["after_purchased"], r["after_assigned"], r["after_pending"]),
-                sequence=r["sequence"],
+                type=EventType(r[1]),
+                actor=r[2],
+                time=from_micros(r[3]),
+                request_id=r[4],
+                user_id=r[5],
+                hub=r[6],
+                tier=r[7],
+                previous_tier=r[8],
+                quantity=r[9],
+                before=PoolCounts(r[10], r[11], r[12], r[13]),
+                after=PoolCounts(r[14], r[15], r[16], r[17]),
+                sequence=r[0],
             )
-            for r in q
+            for r in self._rows(self.sql.list_events, (account_id, after, limit))
         ]
 
     # ---- charges ------------------------------------------------------------------------
@@ -618,62 +859,51 @@ class Store:
     def insert_charges(self, account_id: str, charges: list[Charge]) -> None:
         if not charges:
             return
-        self.m.Charge.insert_many(
+        self._many(
+            self.sql.insert_charge,
             [
-                dict(
-                    charge_id=c.charge_id,
-                    account_id=account_id,
-                    kind=int(c.kind),
-                    hub=int(c.hub),
-                    tier=int(c.tier),
-                    quantity=c.quantity,
-                    unit_price_minor=c.unit_price_minor,
-                    amount_minor=c.amount_minor,
-                    currency_code=c.currency_code,
-                    period_start=to_micros(c.period_start),
-                    period_end=to_micros(c.period_end),
-                    charge_time=to_micros(c.charge_time),
-                    description=c.description,
+                (
+                    account_id,
+                    c.charge_id,
+                    int(c.kind),
+                    int(c.hub),
+                    int(c.tier),
+                    c.quantity,
+                    c.unit_price_minor,
+                    c.amount_minor,
+                    c.currency_code,
+                    to_micros(c.period_start),
+                    to_micros(c.period_end),
+                    to_micros(c.charge_time),
+                    c.description,
                 )
                 for c in charges
-            ]
-        ).execute()
+            ],
+        )
 
     def charges_since(self, account_id: str, period_start: datetime) -> list[Charge]:
-        C = self.m.Charge
-        q = (
-            C.select()
-            .where((C.account_id == account_id) & (C.period_start >= to_micros(period_start)))
-            .order_by(C.charge_time, C.charge_id)
-            .dicts()
-        )
         return [
             Charge(
-                r["charge_id"],
-                ChargeKind(r["kind"]),
-                Hub(r["hub"]),
-                Tier(r["tier"]),
-                r["quantity"],
-                r["unit_price_minor"],
-                r["amount_minor"],
-                r["currency_code"],
-                from_micros(r["period_start"]),
-                from_micros(r["period_end"]),
-                from_micros(r["charge_time"]),
-                r["description"],
+                r[0],
+                ChargeKind(r[1]),
+                Hub(r[2]),
+                Tier(r[3]),
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                from_micros(r[8]),
+                from_micros(r[9]),
+                from_micros(r[10]),
+                r[11],
             )
-            for r in q
+            for r in self._rows(self.sql.charges_since, (account_id, to_micros(period_start)))
         ]
 
     # ---- request records (I5) -----------------------------------------------------------
 
     def find_request(self, scope: str, request_id: str, not_before: datetime) -> tuple[str, bytes] | None:
-        R = self.m.RequestRecord
-        rows = list(
-            R.select(R.fingerprint, R.response)
-            .where((R.scope == scope) & (R.request_id == request_id) & (R.create_time >= to_micros(not_before)))
-            .tuples()
-        )
+        rows = self._rows(self.sql.find_request, (scope, request_id, to_micros(not_before)))
         return (rows[0][0], bytes(rows[0][1])) if rows else None
 
     def save_request(
@@ -682,21 +912,12 @@ class Store:
         """Records a first result, replacing an expired record of the same id. Losing a race
         to a twin call rolls this one back and runs it again, so that it finds and returns
         the twin's result instead of making a second effect."""
-        R = self.m.RequestRecord
-        R.delete().where(
-            (R.scope == scope) & (R.request_id == request_id) & (R.create_time < to_micros(not_before))
-        ).execute()
-        try:
-            R.insert(
-                scope=scope,
-                request_id=request_id,
-                fingerprint=fingerprint,
-                response=response,
-                create_time=to_micros(now),
-            ).execute()
-        except pw.IntegrityError as exc:
-            raise _Retry from exc
+        saved = self._exec(
+            self.sql.save_request,
+            (scope, request_id, fingerprint, response, to_micros(now), to_micros(not_before)),
+        ).rowcount
+        if saved != 1:
+            raise _Retry
 
     def purge_requests(self, before: datetime) -> int:
-        R = self.m.RequestRecord
-        return int(R.delete().where(R.create_time < to_micros(before)).execute())
+        return int(self._exec(self.sql.purge_requests, (to_micros(before),)).rowcount)

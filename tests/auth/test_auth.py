@@ -297,6 +297,7 @@ def cross_account_calls(client: SeatsClient, account_id: str, user_id: str) -> d
             account_id, [(user_id, "sales", "professional")]
         ),
         "ListSeatAssignments": lambda: client.list_seat_assignments(account_id),
+        "CheckSeats": lambda: client.check_seats(account_id, "sales", [user_id]),
         "UpgradeSubscription": lambda: client.upgrade_subscription(account_id, "sales", "enterprise"),
         "PreviewInvoice": lambda: client.preview_invoice(account_id),
         "ListSeatEvents": lambda: client.list_seat_events(account_id),
