@@ -13,7 +13,7 @@ ADDRESS ?= 127.0.0.1:50051
 DATABASE_URL ?= sqlite:///var/seats.db
 PYTEST_ARGS ?=
 
-.PHONY: venv protos check-generated migrate run test lint buf-lint bench clean
+.PHONY: venv protos check-generated migrate run test test-fast lint buf-lint bench clean
 
 venv: $(INSTALLED)
 
@@ -70,9 +70,16 @@ lint: protos
 test: protos buf-lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Cost per call of the hot RPCs against an empty grpcio handler (BENCH_ARGS="--calls 500 --database-url ...").
+# The rules in memory: the use cases over an in-memory fake of the store, no gRPC, no database.
+test-fast: protos
+	$(BIN)/python -m pytest -q tests/domain $(PYTEST_ARGS)
+
+# The hot RPCs seen from outside: h2load (Debian nghttp2-client) against the seat server and an empty
+# grpcio handler, servers on CPU 0 and h2load on CPU 1; a table, bench/results/*.json and *.png.
+# BENCH_ARGS=--quick (small data set, 2 s rounds), --postgres (127.0.0.1:5432, a schema of its own), --help.
 BENCH_ARGS ?=
 bench: protos
+	@command -v h2load >/dev/null || { echo "make bench needs h2load: apt-get install nghttp2-client"; exit 1; }
 	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 
 clean:

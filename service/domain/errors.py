@@ -83,3 +83,8 @@ def unavailable() -> SeatError:
     """The database cannot be reached. The details go to the log, not to callers: they name
     hosts and ports."""
     return SeatError(Kind.UNAVAILABLE, "STORE_UNAVAILABLE", "the service cannot reach its database; retry later")
+
+
+def concurrent_change() -> SeatError:
+    """A write that kept losing races to concurrent writes of the same account."""
+    return SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "a concurrent change won; retry the call")

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ..clock import Clock
-from ..store import Store
 from . import paging
 from .errors import (
     Kind,
     SeatError,
     account_not_found,
     actor_not_in_account,
+    concurrent_change,
     invalid,
     permission_missing,
     precondition,
@@ -46,6 +46,7 @@ from .model import (
     Tier,
     User,
 )
+from .ports import SeatStore
 from .prices import PriceBook, prorate
 from .snapshots import Known, Snapshot, SnapshotCache, copy_pool
 from .terms import add_months, next_renewal
@@ -216,7 +217,7 @@ class Unit:
 class SeatDomain:
     """Every operation of the service, as rules over the store."""
 
-    def __init__(self, store: Store, prices: PriceBook, clock: Clock) -> None:
+    def __init__(self, store: SeatStore, prices: PriceBook, clock: Clock) -> None:
         self.store = store
         self.prices = prices
         self.clock = clock
@@ -385,7 +386,7 @@ class SeatDomain:
             if snapshot.account.renewal_time > self.clock.now():
                 return snapshot, known
             self.renew_account(account_id)
-        raise SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "the account kept changing while it was read; retry")
+        raise concurrent_change()
 
     def _load_state(self, account_id: str, users: list[str], seats: list[str]) -> tuple[Snapshot, Known] | None:
         """In one read transaction: the account's version, then what the call lacks at it."""

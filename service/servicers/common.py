@@ -18,11 +18,11 @@ from google.type import money_pb2
 from seats.v1 import resources_pb2 as r
 
 from ..clock import Clock
-from ..domain.errors import Kind, SeatError, invalid, unavailable
+from ..domain.errors import Kind, SeatError, concurrent_change, invalid, unavailable
 from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, Tier, User
+from ..domain.ports import SeatStore
 from ..domain.seats import AccountView, check_id
 from ..errors import internal_status, to_status
-from ..store import Store
 
 log = logging.getLogger("seats.rpc")
 M = TypeVar("M", bound=Message)
@@ -52,7 +52,7 @@ def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
     if isinstance(exc, SeatError):
         error = exc
     elif isinstance(exc, pw.IntegrityError):
-        error = SeatError(Kind.ABORTED, "CONCURRENT_CHANGE", "a concurrent change won; retry the call")
+        error = concurrent_change()
     elif isinstance(exc, pw.OperationalError | pw.InterfaceError):
         log.warning("database error", extra={"error": str(exc)})
         error = unavailable()
@@ -143,7 +143,7 @@ class Replay:
     the first response back, from the same transaction that made the effect; the same id
     with another payload is refused (REQUEST_ID_REUSED)."""
 
-    def __init__(self, store: Store, clock: Clock, window: timedelta) -> None:
+    def __init__(self, store: SeatStore, clock: Clock, window: timedelta) -> None:
         self.store = store
         self.clock = clock
         self.window = window

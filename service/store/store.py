@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee as pw
 
-from ..domain.errors import unavailable
+from ..domain.errors import concurrent_change, unavailable
 from ..domain.model import (
     Account,
     Assignment,
@@ -342,7 +342,9 @@ class Store:
                     job.after = []
                 return
             except _Retry:
-                pass
+                if attempt >= MAX_ATTEMPTS:
+                    job.error = concurrent_change()
+                    return
             except (pw.OperationalError, pw.InterfaceError, pw.InternalError) as exc:
                 if not self._transient(exc) or attempt >= MAX_ATTEMPTS:
                     job.error = self._outage(exc)
@@ -383,7 +385,7 @@ class Store:
                 self._exec("RELEASE SAVEPOINT call")
                 if attempt < MAX_ATTEMPTS:
                     continue
-                job.error = RuntimeError("a write call lost too many races")
+                job.error = concurrent_change()
             except (pw.OperationalError, pw.InterfaceError, pw.InternalError):
                 raise  # the transaction itself is in trouble: the whole batch is retried
             except BaseException as exc:
@@ -745,16 +747,6 @@ class Store:
             (u, Hub(h)): Assignment(u, Hub(h), Tier(t), from_micros(at))
             for u, h, t, at in self._assignment_rows(account_id, user_ids)
         }
-
-    def tiers_of(self, account_id: str, hub: Hub, user_ids: list[str]) -> dict[str, Tier]:
-        """The tier each of these users holds in a hub; users without a seat are absent."""
-        if not user_ids:
-            return {}
-        sql = self.sql.shaped(
-            "SELECT user_id, tier FROM seat_assignments WHERE account_id = ? AND hub = ? AND user_id IN (@ids)",
-            len(user_ids),
-        )
-        return {u: Tier(t) for u, t in self._rows(sql, (account_id, int(hub), *user_ids))}
 
     def insert_assignment(self, account_id: str, a: Assignment) -> None:
         self._exec(
