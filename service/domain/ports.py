@@ -6,15 +6,17 @@ Unit of work: `write(fn)` runs fn in one transaction (retrying it whole after a 
 failure, as Spanner's `run_in_transaction` does), `read(fn)` outside one, and
 `snapshot_read(account_id, fn)` in one read transaction that sees one committed state.
 `after_commit(callback)` runs callback once the current write is durable, never if it rolls
-back. Every change of an account appends its events with `append_events` in the same
-transaction (I4); the account's last sequence is therefore its version.
+back; `stage(key, value)` hands a value to the later calls of the same transaction (several
+calls share one when commits are grouped), which find it with `staged(key)`. Every change
+of an account appends its events with `append_events` in the same transaction (I4); the
+account's last sequence is therefore its version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .model import Account, Assignment, Charge, Event, Hub, Pool, Tier, User
 
@@ -26,6 +28,8 @@ class UnitOfWork(Protocol):
     def read(self, fn: Callable[[], T]) -> T: ...
     def snapshot_read(self, account_id: str, fn: Callable[[], T]) -> tuple[int, T]: ...
     def after_commit(self, callback: Callable[[], None]) -> None: ...
+    def stage(self, key: str, value: object) -> None: ...
+    def staged(self, key: str) -> Any: ...
 
 
 class Accounts(Protocol):

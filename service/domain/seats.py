@@ -54,6 +54,7 @@ from .terms import add_months, next_renewal
 T = TypeVar("T")
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_TEXT = 200
 MAX_EMAIL = 254
 MAX_BATCH = 1000
@@ -256,9 +257,7 @@ class SeatDomain:
         account = self.store.get_account(account_id, lock=True)
         if account is None:
             raise self._missing(call, account_id)
-        base = self.snapshots.get(account_id, account.last_sequence) or Snapshot(
-            replace(account), self.store.load_pools(account_id)
-        )
+        base = self._base(account)
         known = self._known(base, [*([call.actor] if call.actor else []), *users])
         assert known is not None
         actor = self._check_actor(call, known)
@@ -268,6 +267,17 @@ class SeatDomain:
         unit = Unit(account, call, self.clock.now(), actor, pools, base, known)
         self._renew_if_due(unit)
         return unit
+
+    def _base(self, account: Account) -> Snapshot:
+        """The locked account's snapshot: left by an earlier call of the same transaction (a
+        group commit), kept in memory, or read."""
+        account_id = account.account_id
+        staged: Snapshot | None = self.store.staged(account_id)
+        if staged is not None and staged.version == account.last_sequence:
+            return staged
+        return self.snapshots.get(account_id, account.last_sequence) or Snapshot(
+            replace(account), self.store.load_pools(account_id)
+        )
 
     def _known(
         self, snapshot: Snapshot, users: Iterable[str], seats: Iterable[str] = (), *, load: bool = True
@@ -359,6 +369,7 @@ class SeatDomain:
         after = unit.base
         if unit.events:
             after = unit.base.successor(unit.account, unit._pools, {e.user_id for e in unit.events if e.user_id})
+        self.store.stage(account_id, after)
         self.store.after_commit(lambda: self.snapshots.put(after))
 
     # ---- reads ----------------------------------------------------------------------------
@@ -635,10 +646,13 @@ class SeatDomain:
 
     def get_account(self, call: Call, account_id: str) -> AccountView:
         snapshot = self._state(call, account_id)[0]
-        views = snapshot.views
-        if views is None:  # made once per version
-            views = snapshot.views = [self._view(snapshot.account, p) for _, p in sorted(snapshot.pools.items())]
-        return AccountView(snapshot.account, views)
+        view = snapshot.memo_get("account")
+        if view is None:  # made once per version
+            view = AccountView(
+                snapshot.account, [self._view(snapshot.account, p) for _, p in sorted(snapshot.pools.items())]
+            )
+            snapshot.memo_put("account", view)
+        return view  # type: ignore[return-value]
 
     # ---- seats: buy and remove (S3, S4, S5, S7, S8, S9) ----------------------------------
 
@@ -941,12 +955,27 @@ class SeatDomain:
         filters = ["assignments", account_id, hub, tier]
         key = paging.decode_token(token, filters)
         after = _assignment_key(key) if key is not None else None
-        self._read_account(call, account_id)
-        rows = self.store.read(lambda: self.store.list_assignments(account_id, after, limit + 1, hub, tier))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_token = paging.encode_token([rows[-1].user_id, int(rows[-1].hub)], filters) if more else None
-        return Page(rows, next_token)
+        snapshot = self._state(call, account_id)[0]
+
+        def load() -> Page[Assignment]:
+            rows = self.store.list_assignments(account_id, after, limit + 1, hub, tier)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            next_token = paging.encode_token([rows[-1].user_id, int(rows[-1].hub)], filters) if more else None
+            return Page(rows, next_token)
+
+        return self._at_version(snapshot, ("assignments", after, limit, hub, tier), load)
+
+    def _at_version(self, snapshot: Snapshot, key: object, load: Callable[[], T]) -> T:
+        """A read result at the snapshot's version: kept with the snapshot once read, in one
+        read transaction, at exactly that version; a newer state is answered but not kept."""
+        kept = snapshot.memo_get(key)
+        if kept is not None:
+            return kept  # type: ignore[return-value]
+        version, value = self.store.snapshot_read(snapshot.account.account_id, load)
+        if version == snapshot.version:
+            snapshot.memo_put(key, value)
+        return value
 
     def check_seats(self, call: Call, account_id: str, hub: Hub, user_ids: list[str]) -> tuple[list[Tier | None], int]:
         """Each user's tier in a hub (None: no seat, or no such user), in request order, and
@@ -1087,11 +1116,15 @@ class SeatDomain:
         filters = ["events", account_id, after_sequence]
         key = paging.decode_token(token, filters)
         after = _sequence_key(key) if key is not None else after_sequence
-        self._read_account(call, account_id)
-        rows = self.store.read(lambda: self.store.list_events(account_id, after, limit + 1))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(rows, paging.encode_token(rows[-1].sequence, filters) if more else None)
+        snapshot = self._state(call, account_id)[0]
+
+        def load() -> Page[Event]:
+            rows = self.store.list_events(account_id, after, limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(rows, paging.encode_token(rows[-1].sequence, filters) if more else None)
+
+        return self._at_version(snapshot, ("events", after, limit, after_sequence), load)
 
     def events_after(self, account_id: str, after_sequence: int, limit: int) -> list[Event]:
         """For a watch that already passed the access check."""
@@ -1153,21 +1186,29 @@ class SeatDomain:
 
     def get_user(self, call: Call, account_id: str, user_id: str) -> User:
         check_id("user_id", user_id)
-        user = self._state(call, account_id, users=[user_id])[1].user(user_id)
+        snapshot, known = self._state(call, account_id, users=[user_id])
+        user = snapshot.memo_get(("user", user_id))
         if user is None:
-            raise user_not_found(user_id)
-        return user
+            user = known.user(user_id)
+            if user is None:
+                raise user_not_found(user_id)
+            snapshot.memo_put(("user", user_id), user)  # known is exact at the snapshot's version
+        return user  # type: ignore[return-value]
 
     def list_users(self, call: Call, account_id: str, hub: Hub | None, size: int, token: str) -> Page[User]:
         limit = paging.page_size(size)
         filters = ["users", account_id, hub]
         key = paging.decode_token(token, filters)
-        self._read_account(call, account_id)
+        snapshot = self._state(call, account_id)[0]
         after = _user_key(key) if key is not None else None
-        rows = self.store.read(lambda: self.store.list_users(account_id, after, limit + 1, hub))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(rows, paging.encode_token(rows[-1].user_id, filters) if more else None)
+
+        def load() -> Page[User]:
+            rows = self.store.list_users(account_id, after, limit + 1, hub)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(rows, paging.encode_token(rows[-1].user_id, filters) if more else None)
+
+        return self._at_version(snapshot, ("users", after, limit, hub), load)
 
     def update_user(self, call: Call, account_id: str, user_id: str, changes: UserChanges, etag: str) -> User:
         check_id("user.user_id", user_id)
@@ -1288,11 +1329,11 @@ def check_id(field_name: str, value: str) -> None:
 
 def _is_id(value: str) -> bool:
     """Whether value passes check_id: anything else names nothing and is not looked up."""
-    return 0 < len(value) <= MAX_ID and not any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+    return 0 < len(value) <= MAX_ID and CONTROL.search(value) is None
 
 
 def _printable(field_name: str, value: str) -> None:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if CONTROL.search(value) is not None:
         raise invalid(field_name, "must not contain control characters")
 
 

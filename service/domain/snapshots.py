@@ -15,10 +15,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from .model import Account, Assignment, Hub, Pool, PoolView, Tier, User
+from .model import Account, Assignment, Hub, Pool, Tier, User
 
 MAX_ACCOUNTS = 4096  # accounts kept; the one stored longest ago goes first
 MAX_USERS = 8192  # users and seat sets kept per account version
+MAX_MEMO = 256  # read results (pages, views) kept per account version
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Snapshot:
     pools: dict[tuple[Hub, Tier], Pool]
     users: dict[str, User | None] = field(default_factory=dict)  # None: not a user of the account
     seats: dict[str, dict[Hub, Assignment]] = field(default_factory=dict)  # every seat a user holds
-    views: list[PoolView] | None = None
+    memo: dict[object, object] = field(default_factory=dict)  # read results at this version
 
     @property
     def version(self) -> int:
@@ -43,6 +44,14 @@ class Snapshot:
             self.users.update(users)
         if len(self.seats) < MAX_USERS:
             self.seats.update(seats)
+
+    def memo_get(self, key: object) -> object | None:
+        return self.memo.get(key)
+
+    def memo_put(self, key: object, value: object) -> None:
+        """Keeps a read result that reflects exactly this version (bounded)."""
+        if len(self.memo) < MAX_MEMO:
+            self.memo[key] = value
 
     def successor(self, account: Account, pools: dict[tuple[Hub, Tier], Pool], touched: set[str]) -> Snapshot:
         """The account after a write that moved it from this version to account.last_sequence,

@@ -194,6 +194,33 @@ class Replay:
         return self.store.write(once)
 
 
+# ---- replies built once -------------------------------------------------------------------
+
+
+R = TypeVar("R")
+
+
+class Replies:
+    """Replies built once per read result: the use cases hand out the same object for the same
+    account version (see SeatDomain._at_version), so the same object means the same reply."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, int], tuple[object, Any]] = {}
+
+    def get(self, name: str, result: object, build: Callable[[], R]) -> R:
+        slot = (name, id(result))
+        kept = self._kept.get(slot)
+        if kept is not None and kept[0] is result:
+            return kept[1]  # type: ignore[no-any-return]
+        reply = build()
+        if len(self._kept) >= self.MAX:
+            self._kept.clear()
+        self._kept[slot] = (result, reply)  # holding result keeps its id from being reused
+        return reply
+
+
 # ---- converters ---------------------------------------------------------------------------
 
 

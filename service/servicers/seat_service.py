@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import grpc
 from seats.v1 import resources_pb2 as r
@@ -12,11 +11,12 @@ from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
 from ..domain.errors import Kind, SeatError, invalid
-from ..domain.seats import AccountView, NewAccount, SeatDomain
+from ..domain.seats import NewAccount, SeatDomain
 from ..events import EventHub
 from .common import (
     SYSTEM_SCOPE,
     Replay,
+    Replies,
     account_pb,
     assignment_pb,
     call_of,
@@ -35,29 +35,6 @@ from .common import (
 )
 
 WATCH_BATCH = 100
-R = TypeVar("R")
-
-
-class Replies:
-    """Replies built once per account version: an AccountView's pool list is made once per
-    version (see SeatDomain.get_account), so the same list means the same reply."""
-
-    MAX = 4096
-
-    def __init__(self) -> None:
-        self._kept: dict[tuple[str, str], tuple[object, Any]] = {}
-
-    def get(self, key: tuple[str, AccountView], build: Callable[[], R]) -> R:
-        name, view = key
-        slot = (name, view.account.account_id)
-        kept = self._kept.get(slot)
-        if kept is not None and kept[0] is view.pools:
-            return kept[1]  # type: ignore[no-any-return]
-        reply = build()
-        if len(self._kept) >= self.MAX:
-            self._kept.clear()
-        self._kept[slot] = (view.pools, reply)
-        return reply
 
 
 class SeatServicer(pb_grpc.SeatServiceServicer):
@@ -100,7 +77,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
     @rpc
     def GetAccount(self, request: pb.GetAccountRequest, context: grpc.ServicerContext) -> pb.GetAccountResponse:
         view = self.domain.get_account(call_of(context), request.account_id)
-        return self._replies.get(("GetAccount", view), lambda: pb.GetAccountResponse(account=account_pb(view)))
+        return self._replies.get("GetAccount", view, lambda: pb.GetAccountResponse(account=account_pb(view)))
 
     @rpc
     def GetSeatSummary(
@@ -108,7 +85,8 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
     ) -> pb.GetSeatSummaryResponse:
         summary = self.domain.get_account(call_of(context), request.account_id)
         return self._replies.get(
-            ("GetSeatSummary", summary),
+            "GetSeatSummary",
+            summary,
             lambda: pb.GetSeatSummaryResponse(
                 pools=[pool_pb(p, self.mpu) for p in summary.pools],
                 renewal_time=ts(summary.account.renewal_time),
@@ -246,8 +224,12 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return pb.ListSeatAssignmentsResponse(
-            assignments=[assignment_pb(a) for a in page.items], next_page_token=page.next_key or ""
+        return self._replies.get(
+            "ListSeatAssignments",
+            page,
+            lambda: pb.ListSeatAssignmentsResponse(
+                assignments=[assignment_pb(a) for a in page.items], next_page_token=page.next_key or ""
+            ),
         )
 
     @rpc
@@ -322,7 +304,13 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         page = self.domain.list_events(
             call_of(context), request.account_id, request.after_sequence, request.page_size, request.page_token
         )
-        return pb.ListSeatEventsResponse(events=[event_pb(e) for e in page.items], next_page_token=page.next_key or "")
+        return self._replies.get(
+            "ListSeatEvents",
+            page,
+            lambda: pb.ListSeatEventsResponse(
+                events=[event_pb(e) for e in page.items], next_page_token=page.next_key or ""
+            ),
+        )
 
     @stream_rpc
     def WatchSeatEvents(

@@ -9,7 +9,7 @@ from seats.v1 import user_service_pb2_grpc as pb_grpc
 from ..domain.errors import invalid
 from ..domain.model import Permissions, SeatRef
 from ..domain.seats import SeatDomain, UserChanges
-from .common import Replay, call_of, charge_pb, hub_of, req_hub, req_tier, rpc, user_pb
+from .common import Replay, Replies, call_of, charge_pb, hub_of, req_hub, req_tier, rpc, user_pb
 
 UPDATABLE = {
     "email",
@@ -26,6 +26,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self.domain = domain
         self.replay = replay
         self.mpu = domain.prices.minor_per_unit
+        self._replies = Replies()
 
     @rpc
     def CreateUser(self, request: pb.CreateUserRequest, context: grpc.ServicerContext) -> pb.CreateUserResponse:
@@ -48,7 +49,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
     @rpc
     def GetUser(self, request: pb.GetUserRequest, context: grpc.ServicerContext) -> pb.GetUserResponse:
         user = self.domain.get_user(call_of(context), request.account_id, request.user_id)
-        return pb.GetUserResponse(user=user_pb(user))
+        return self._replies.get("GetUser", user, lambda: pb.GetUserResponse(user=user_pb(user)))
 
     @rpc
     def ListUsers(self, request: pb.ListUsersRequest, context: grpc.ServicerContext) -> pb.ListUsersResponse:
@@ -59,7 +60,11 @@ class UserServicer(pb_grpc.UserServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return pb.ListUsersResponse(users=[user_pb(u) for u in page.items], next_page_token=page.next_key or "")
+        return self._replies.get(
+            "ListUsers",
+            page,
+            lambda: pb.ListUsersResponse(users=[user_pb(u) for u in page.items], next_page_token=page.next_key or ""),
+        )
 
     @rpc
     def UpdateUser(self, request: pb.UpdateUserRequest, context: grpc.ServicerContext) -> pb.UpdateUserResponse:

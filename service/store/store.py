@@ -239,37 +239,50 @@ class _Job:
     error: BaseException | None = None
     done: bool = False
     after: list[Callable[[], None]] = field(default_factory=list)
+    staged: dict[str, Any] = field(default_factory=dict)
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class _GroupCommit:
-    """Commits concurrent write calls of one process together: the first caller to find no
-    commit under way leads; it runs every queued call in one transaction, each in its own
-    savepoint (a call that fails rolls back alone), commits once, and wakes the others. A
-    call's answer is given only after the commit that made it durable."""
+    """Commits concurrent write calls of one process together: a caller that finds no commit
+    under way leads; it runs its own call and every call queued by then in one transaction,
+    each in its own savepoint (a call that fails rolls back alone), commits once, and wakes
+    them; then the oldest call queued meanwhile leads the next group. A call's answer is
+    given only after the commit that made it durable."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.cond = threading.Condition()
+        self.lock = threading.Lock()
         self.queue: list[_Job] = []
         self.leading = False
 
     def run(self, job: _Job) -> None:
-        with self.cond:
-            self.queue.append(job)
-            while not job.done and self.leading:
-                self.cond.wait()
+        with self.lock:
+            follow = self.leading
+            if follow:
+                self.queue.append(job)
+            else:
+                self.leading = True
+        if follow:
+            job.wake.wait()
             if job.done:
                 return
-            self.leading = True
-            batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+        # this call leads: the group is itself and whoever queued before it took the lead
+        with self.lock:
+            batch = [job, *self.queue[: MAX_GROUP - 1]]
+            del self.queue[: MAX_GROUP - 1]
         try:
             self.store._run_group(batch)
         finally:
-            with self.cond:
-                for j in batch:
-                    j.done = True
-                self.leading = False
-                self.cond.notify_all()
+            for j in batch:
+                j.done = True
+                if j is not job:
+                    j.wake.set()
+            with self.lock:
+                if self.queue:
+                    self.queue.pop(0).wake.set()  # not done: it leads the next group
+                else:
+                    self.leading = False
 
 
 class Store:
@@ -317,6 +330,22 @@ class Store:
             callback()
         return job.result  # type: ignore[no-any-return]
 
+    def stage(self, key: str, value: object) -> None:
+        """Keeps value for the later calls of the current transaction (under the same key),
+        once the current call's changes are kept; gone when the transaction ends."""
+        job: _Job | None = getattr(self._local, "job", None)
+        if job is None:
+            raise RuntimeError("stage needs a write transaction")
+        job.staged[key] = value
+
+    def staged(self, key: str) -> Any:
+        """What an earlier call of the current transaction staged under key, or None."""
+        job: _Job | None = getattr(self._local, "job", None)
+        if job is not None and key in job.staged:
+            return job.staged[key]
+        group: dict[str, Any] | None = getattr(self._local, "group", None)
+        return group.get(key) if group is not None else None
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Runs callback after the current write commits; never if it rolls back."""
         job: _Job | None = getattr(self._local, "job", None)
@@ -361,21 +390,26 @@ class Store:
         attempt = 0
         while True:
             attempt += 1
+            self._local.group = {}
             try:
                 with self.db.atomic("IMMEDIATE"):
                     for job in batch:
                         self._run_savepoint(job)
+                        if job.error is None and not job.dry_run:
+                            self._local.group.update(job.staged)
                 return
             except (pw.OperationalError, pw.InterfaceError, pw.InternalError) as exc:
                 if not self._transient(exc) or attempt >= MAX_ATTEMPTS:
                     for job in batch:
                         job.error, job.after = exc, []
                     return
+            finally:
+                self._local.group = None
             self._backoff(attempt)
 
     def _run_savepoint(self, job: _Job) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            job.after, job.error = [], None
+            job.after, job.error, job.staged = [], None, {}
             self._local.job = job
             self._exec("SAVEPOINT call")
             try:

@@ -172,6 +172,14 @@ class MemoryStore:
             raise RuntimeError("after_commit needs a write transaction")
         callbacks.append(callback)
 
+    def stage(self, key: str, value: object) -> None:
+        """One call per transaction here: nothing later in the transaction reads it back."""
+        if self._callbacks() is None:
+            raise RuntimeError("stage needs a write transaction")
+
+    def staged(self, key: str) -> Any:
+        return None
+
     def add_commit_listener(self, fn: Callable[[str], None]) -> None:
         """fn(account_id) runs after a write that appended events to that account commits."""
         self._listeners.append(fn)
