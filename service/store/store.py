@@ -299,15 +299,43 @@ class Store:
     # ---- statements ---------------------------------------------------------------------
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Runs a statement now, after the writes deferred before it, in the same round trip."""
+        pending: list[tuple[str, Sequence[Any]]] | None = getattr(self._local, "pending", None)
+        if pending:
+            pending.append((sql, params))
+            sql = "; ".join(q for q, _ in pending)
+            params = [p for _, ps in pending for p in ps]
+            pending.clear()
         with EXCEPTION_WRAPPER:
             cursor = self.db.cursor()
             cursor.execute(sql, params)
         return cursor
 
+    def _defer(self, sql: str, params: Sequence[Any]) -> None:
+        """A write whose result nobody reads. On PostgreSQL, inside a transaction, it waits and
+        travels with the next statement (or the flush before COMMIT): a call's writes cost one
+        round trip, not one each. Its errors surface there, inside the same transaction."""
+        pending: list[tuple[str, Sequence[Any]]] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            self._exec(sql, params)
+        else:
+            pending.append((sql, params))
+
+    def _flush(self) -> None:
+        pending: list[tuple[str, Sequence[Any]]] | None = getattr(self._local, "pending", None)
+        if pending:
+            sql, params = pending.pop()
+            self._exec(sql, params)
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._exec(sql, params).fetchall())
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """An INSERT of several rows: one statement with a VALUES list on PostgreSQL."""
+        if self.dialect == "postgres":
+            head, _, values = sql.partition(" VALUES ")
+            self._defer(f"{head} VALUES {', '.join([values] * len(rows))}", [p for row in rows for p in row])
+            return
         with EXCEPTION_WRAPPER:
             self.db.cursor().executemany(sql, rows)
 
@@ -361,10 +389,12 @@ class Store:
             attempt += 1
             job.after = []
             self._local.job = job
+            self._local.pending = []
             try:
                 try:
                     with self.db.atomic():
                         job.result = job.fn()
+                        self._flush()
                         if job.dry_run:
                             raise _DryRun
                 except _DryRun:
@@ -383,6 +413,7 @@ class Store:
                 return
             finally:
                 self._local.job = None
+                self._local.pending = None
             self._backoff(attempt)
 
     def _run_group(self, batch: list[_Job]) -> None:
@@ -570,7 +601,7 @@ class Store:
     # ---- accounts -----------------------------------------------------------------------
 
     def insert_account(self, a: Account) -> None:
-        self._exec(
+        self._defer(
             self.sql.insert_account,
             (
                 a.account_id,
@@ -613,7 +644,7 @@ class Store:
         return int(rows[0][0]) if rows else 0
 
     def save_account_term(self, a: Account) -> None:
-        self._exec(self.sql.save_account_term, (to_micros(a.term_start), to_micros(a.renewal_time), a.account_id))
+        self._defer(self.sql.save_account_term, (to_micros(a.term_start), to_micros(a.renewal_time), a.account_id))
 
     def due_accounts(self, now: datetime, limit: int) -> list[str]:
         return [r[0] for r in self._rows(self.sql.due_accounts, (to_micros(now), limit))]
@@ -634,7 +665,7 @@ class Store:
         that breaks I1 or I2, whatever the caller computed."""
         for pool in pools:
             if pool.new or pool.dirty:
-                self._exec(
+                self._defer(
                     self.sql.insert_pool if pool.new else self.sql.update_pool,
                     (
                         pool.included,
@@ -650,7 +681,7 @@ class Store:
             pool.new = pool.dirty = False
 
     def delete_pool(self, account_id: str, hub: Hub, tier: Tier) -> None:
-        self._exec(self.sql.delete_pool, (account_id, int(hub), int(tier)))
+        self._defer(self.sql.delete_pool, (account_id, int(hub), int(tier)))
 
     # ---- users --------------------------------------------------------------------------
 
@@ -703,7 +734,7 @@ class Store:
 
     def insert_user(self, u: User, email_key: str) -> None:
         p = u.permissions
-        self._exec(
+        self._defer(
             self.sql.insert_user,
             (
                 u.user_id,
@@ -783,15 +814,17 @@ class Store:
         }
 
     def insert_assignment(self, account_id: str, a: Assignment) -> None:
-        self._exec(
+        self._defer(
             self.sql.insert_assignment, (account_id, a.user_id, int(a.hub), int(a.tier), to_micros(a.assign_time))
         )
 
     def move_assignment(self, account_id: str, a: Assignment) -> None:
-        self._exec(self.sql.move_assignment, (int(a.tier), to_micros(a.assign_time), account_id, a.user_id, int(a.hub)))
+        self._defer(
+            self.sql.move_assignment, (int(a.tier), to_micros(a.assign_time), account_id, a.user_id, int(a.hub))
+        )
 
     def delete_assignment(self, account_id: str, user_id: str, hub: Hub) -> None:
-        self._exec(self.sql.delete_assignment, (account_id, user_id, int(hub)))
+        self._defer(self.sql.delete_assignment, (account_id, user_id, int(hub)))
 
     def holders(self, account_id: str, hub: Hub, tier: Tier) -> list[str]:
         return [r[0] for r in self._rows(self.sql.holders, (account_id, int(hub), int(tier)))]
