@@ -1,117 +1,374 @@
-"""Cost per call of the hot RPCs, against an empty grpcio handler on the same machine.
+"""What a caller of the seat server sees, measured from outside with h2load, next to an
+empty grpcio handler with the same server model.
 
-    make bench                       # SQLite, 2000 calls per RPC
-    python -m bench.bench --calls 500 --database-url postgresql://postgres@127.0.0.1:5432/test?schema=bench
+    make bench                                   # SQLite, the full data set, 3 rounds of 5 s
+    make bench BENCH_ARGS=--quick                # a small data set, 3 rounds of 2 s (under 3 minutes)
+    make bench BENCH_ARGS=--postgres             # PostgreSQL on 127.0.0.1:5432, a schema of its own
+    python -m bench.bench --server-root /tmp/seats-before --skip 'CheckSeats(1),CheckSeats(100)'
 
-Client and servers run in this process, so "cpu us/call" is the CPU of both ends together: compare each
-RPC with the empty handler's line, which is the floor gRPC itself sets.
+Servers. The seat server (python -m service.server migrate, then serve, as `make run` runs it,
+from --server-root) and the empty handler (bench/empty_server.py) run as subprocesses pinned to
+CPU 0; h2load runs on CPU 1 and sends pre-encoded gRPC requests (-c 4 -m 8 by default).
+
+Data set. --accounts accounts (1,000; --quick 50): one of --big-users users (100,000; --quick
+2,000), every other one of --small-users (100); 60% hold a Sales seat, 25% a Service seat.
+Accounts and seat purchases go through the RPCs, users and assignments straight into the
+tables (bench/dataset.py). Reads and AssignSeat use a 100-user account; the "@N users" lines
+send the same requests about the big account; PurchaseSeats buys on a fresh account each round.
+
+Rounds. Each request is first sent once through grpcio: an RPC that does not answer OK is
+skipped and says why. For each RPC, every round measures the empty handler and the seat server
+in turn (the order flips every round, so drift hits both); the table shows medians over
+rounds. Calls/s counts the OK answers in the servers' own grpc_server_handled_total counters
+(SEATS_METRICS_ADDRESS), scraped before and after each round; non-OK answers are shown and
+warned about; without counters it falls back to h2load's count and says UNVERIFIED. Server
+CPU per call is utime+stime from /proc/PID/stat over the round over the OK answers; on
+PostgreSQL, "db us/call" is the same for the backends serving the seat server. A round in
+which other programs used the CPUs (from /proc/stat) is measured again, within
+--noisy-retries for the whole run, and otherwise marked noisy.
+
+Writes bench/results/<time>-<store>.json and .png (or --out PATH.json and PATH.png). The
+parsers' unit tests: .venv/bin/python -m pytest bench
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import datetime as dt
+import os
+import platform
+import sys
 import tempfile
 import time
-from collections.abc import Callable
-from concurrent import futures
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
-import grpc
-from seats import SeatsClient
+from . import h2load, report
+from .cases import Case, build_cases, goal
+from .dataset import DEFAULT_POSTGRES, Database, DataSet, DataSpec, seed
+from .measure import Round, measure, metrics_available, preflight, warm_up
+from .servers import CodeUnderTest, ServerProcess, migrate, postgres_backends, start_empty, start_service
 
-from service.config import Config
-from service.server import create_server
-from service.store import open_store
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
-class Result:
-    name: str
-    calls: int
-    p50_us: float
-    p99_us: float
-    cpu_us: float
+class Settings:
+    store: str
+    rounds: int
+    load: h2load.Load
+    warmup_seconds: float
+    spec: DataSpec
+    server_cpu: int | None
+    load_cpu: int | None
+    only: frozenset[str]
+    skip: frozenset[str]
+    noisy_retries: int
 
 
-def measure(name: str, call: Callable[[], object], calls: int) -> Result:
-    for _ in range(min(100, calls)):  # warm up connections and caches
-        call()
-    latencies = []
-    cpu_start = time.process_time()
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        latencies.append((time.perf_counter() - start) * 1e6)
-    cpu = (time.process_time() - cpu_start) * 1e6 / calls
-    latencies.sort()
-    return Result(name, calls, statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1], cpu)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="small data set, 2 s rounds (under 3 minutes in all)")
+    p.add_argument("--postgres", action="store_true", help=f"PostgreSQL at {DEFAULT_POSTGRES}, a fresh schema")
+    p.add_argument("--database-url", default="", help="an empty database (PostgreSQL: with ?schema=, must not exist)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per RPC (default 3)")
+    p.add_argument("--seconds", type=float, default=0.0, help="h2load -D per round (default 5, --quick 2)")
+    p.add_argument("--requests", type=int, default=0, help="h2load -n per round instead of -D")
+    p.add_argument(
+        "--warmup", type=float, default=0.0, help="warm-up seconds per RPC and server (default 1, --quick 0.5)"
+    )
+    p.add_argument("--connections", type=int, default=4, help="h2load -c (default 4)")
+    p.add_argument("--streams", type=int, default=8, help="h2load -m, streams per connection (default 8)")
+    p.add_argument("--accounts", type=int, default=0, help="accounts in all (default 1000, --quick 50)")
+    p.add_argument("--big-users", type=int, default=0, help="users of the big account (default 100000, --quick 2000)")
+    p.add_argument("--small-users", type=int, default=100, help="users of every other account (default 100)")
+    p.add_argument("--only", default="", help="comma-separated RPC names to measure, e.g. GetUser,AssignSeat")
+    p.add_argument("--skip", default="", help="comma-separated RPC names to leave out, e.g. CheckSeats(1)")
+    p.add_argument("--server-root", default=str(REPO), help="the checkout whose service/ is measured")
+    p.add_argument("--server-cpu", type=int, default=0, help="CPU for both servers (default 0)")
+    p.add_argument("--load-cpu", type=int, default=1, help="CPU for h2load (default 1)")
+    p.add_argument(
+        "--noisy-retries",
+        type=int,
+        default=8,
+        help="re-measurements allowed per run of rounds where other programs used the CPUs (default 8)",
+    )
+    p.add_argument("--out", default="", help="result path (.json; the chart goes beside it as .png)")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.rounds > 50:
+        p.error("--rounds must be 1..50")
+    return args
 
 
-def empty_server() -> tuple[grpc.Server, int]:
-    """A grpcio server whose one unary method returns its request: the floor."""
+def settings_of(args: argparse.Namespace) -> Settings:
+    quick = args.quick
+    spec = DataSpec(
+        accounts=args.accounts or (50 if quick else 1000),
+        big_users=args.big_users or (2_000 if quick else 100_000),
+        small_users=args.small_users,
+    )
+    seconds = args.seconds or (2.0 if quick else 5.0)
+    store = "postgres" if args.postgres or args.database_url.startswith("postgres") else "sqlite"
 
-    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
-        return request
+    def names(text: str) -> frozenset[str]:
+        return frozenset(n.strip() for n in text.split(",") if n.strip())
 
-    handler = grpc.method_handlers_generic_handler("bench.Empty", {"Call": grpc.unary_unary_rpc_method_handler(echo)})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, port
+    cpus = os.sched_getaffinity(0)
+    return Settings(
+        store=store,
+        rounds=args.rounds,
+        load=h2load.Load(args.connections, args.streams, seconds, args.requests),
+        warmup_seconds=args.warmup or (0.5 if quick else 1.0),
+        spec=spec,
+        server_cpu=args.server_cpu if args.server_cpu in cpus else None,
+        load_cpu=args.load_cpu if args.load_cpu in cpus else None,
+        only=names(args.only),
+        skip=names(args.skip),
+        noisy_retries=args.noisy_retries,
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--database-url", default="")
-    args = parser.parse_args()
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    store = open_store(url)
-    store.migrate()
-    server, port = create_server(Config(address="127.0.0.1:0", database_url=url, sweep_interval_seconds=0), store)
-    server.start()
-    floor, floor_port = empty_server()
-    results = []
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def running(servers: list[ServerProcess]) -> Iterator[list[ServerProcess]]:
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{floor_port}") as channel:
-            empty = channel.unary_unary("/bench.Empty/Call")
-            results.append(measure("empty grpcio handler", lambda: empty(b"", timeout=10), args.calls))
-        with SeatsClient(f"127.0.0.1:{port}") as system:
-            account = system.create_account(
-                "Bench", "owner@bench.test", [("sales", "professional", 5)], term_months=12
-            ).account
-            seats = system.with_actor(account.owner_user_id)
-            a = account.account_id
-            user = seats.create_user(a, "user@bench.test").user.user_id
-            toggle = iter(range(10**9))
-
-            def assign_or_unassign() -> object:
-                if next(toggle) % 2 == 0:
-                    return seats.assign_seat(a, user, "sales", "professional")
-                return seats.unassign_seat(a, user, "sales")
-
-            results.append(measure("GetSeatSummary", lambda: seats.get_seat_summary(a), args.calls))
-            results.append(measure("GetUser", lambda: seats.get_user(a, user), args.calls))
-            results.append(measure("ListUsers (page of 2)", lambda: seats.list_users(a, page_size=2), args.calls))
-            results.append(measure("AssignSeat / UnassignSeat", assign_or_unassign, args.calls))
-            results.append(
-                measure(
-                    "PurchaseSeats (1 seat)",
-                    lambda: seats.purchase_seats(a, "sales", "professional", 1),
-                    min(args.calls, 5000),
-                )
-            )
+        yield servers
     finally:
-        server.stop(None).wait()
-        floor.stop(None).wait()
-        store.drop_schema()
-        store.close()
-    print(f"{'RPC':28} {'calls':>6} {'p50 us':>8} {'p99 us':>8} {'cpu us/call':>12}  ({url.split('@')[-1]})")
-    for r in results:
-        print(f"{r.name:28} {r.calls:>6} {r.p50_us:>8.0f} {r.p99_us:>8.0f} {r.cpu_us:>12.0f}")
+        for s in servers:
+            s.stop()
+
+
+def noise(r: Round) -> str:
+    if r.db_cpu_s or not r.load_cpu_busy:
+        return f"other programs used {r.foreign_cpu:.2f} CPU"
+    return f"other programs used {r.foreign_cpu:.2f} of the servers' CPU, {r.foreign_load_cpu:.2f} of h2load's"
+
+
+class RetryBudget:
+    """Re-measurements of noisy rounds left for the whole run (bounded, so a busy machine
+    cannot stretch the run without end)."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+def measure_case(
+    case: Case,
+    service: ServerProcess,
+    empty: ServerProcess,
+    s: Settings,
+    work: Path,
+    budget: RetryBudget,
+    discarded: list[Round],
+) -> list[report.ArmResult]:
+    results = [report.ArmResult(case.name, arm.label, arm.scale, case.kind, goal(case, s.store)) for arm in case.arms]
+    # (result, server, request by round), the empty handler first; it gets the first arm's bytes.
+    lanes: list[tuple[report.ArmResult | None, ServerProcess, Any]] = [(None, empty, case.arms[0].request)]
+    for result, arm in zip(results, case.arms, strict=True):
+        status = preflight(service, arm.request(-1))
+        if status != "OK":
+            result.skipped = f"the seat server answered {status}"
+            log(f"{arm.label}: skipped, {result.skipped}")
+            continue
+        lanes.append((result, service, arm.request))
+    if len(lanes) == 1:
+        return results
+    status = preflight(empty, case.arms[0].request(-1))
+    if status != "OK":
+        raise RuntimeError(f"the empty handler answered {status}")
+    warm = h2load.Load(s.load.connections, s.load.streams, s.warmup_seconds)
+    for _, server, request in lanes:  # requests(-1): the warm-up's own account for writes
+        warm_up(server, request(-1), warm, work, s.load_cpu)
+    empty_rounds: list[Round] = []
+    for k in range(s.rounds):
+        order = lanes if k % 2 == 0 else lanes[::-1]
+        for lane_result, server, request in order:
+            label = lane_result.label if lane_result else report.EMPTY
+            bystanders = [empty if server is service else service]
+            backends = postgres_backends(service.pid) if s.store == "postgres" and server is service else []
+            r = measure(server, bystanders, request(k), label, k, s.load, work, s.load_cpu, s.server_cpu, backends)
+            while r.noisy and budget.take():  # another program took CPU: measure this round again
+                log(f"{case.name} round {k + 1} {label}: {noise(r)}; measuring it again")
+                discarded.append(r)
+                retry = measure(
+                    server, bystanders, request(k), label, k, s.load, work, s.load_cpu, s.server_cpu, backends
+                )
+                r = retry if retry.foreign_cpu + retry.foreign_load_cpu < r.foreign_cpu + r.foreign_load_cpu else r
+            (lane_result.rounds if lane_result else empty_rounds).append(r)
+            flag = "" if r.verified else " (unverified)"
+            bad = f" non-OK {r.non_ok}" if r.non_ok else ""
+            noisy = f" NOISY ({noise(r)})" if r.noisy else ""
+            log(f"{case.name} round {k + 1}/{s.rounds} {label}: {r.calls_per_s:,.0f} calls/s{flag}{bad}{noisy}")
+    for lane_result, _, _ in lanes[1:]:
+        if lane_result is not None:
+            lane_result.empty_rounds = empty_rounds
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    s = settings_of(args)
+    code = CodeUnderTest(Path(args.server_root).resolve(), sys.executable)
+    if args.database_url:
+        db = Database.from_url(args.database_url)
+    else:
+        db = Database.fresh_postgres() if s.store == "postgres" else Database.fresh_sqlite()
+    started = dt.datetime.now(dt.UTC)
+    work = Path(tempfile.mkdtemp(prefix="seats-bench-run-"))
+    memory: dict[str, dict[str, int]] = {}
+    results: list[report.ArmResult] = []
+    discarded: list[Round] = []  # noisy rounds measured again
+    notes: list[str] = []
+    succeeded = False
+    log(f"code under test: {code.root} ({code.revision or 'no git'}); database {db.label}")
+    if s.server_cpu is None or s.load_cpu is None:
+        notes.append("CPU pinning unavailable: servers and h2load share CPUs")
+    try:
+        db.claim_schema()
+        migrate(code, db.url, work)
+        service = start_service(code, db.url, s.server_cpu, work)
+        with running([service]):
+            empty = start_empty(code, s.server_cpu, work)
+            with running([empty]):
+                memory["service_start"] = service.memory_kib()
+                for server in (service, empty):
+                    why = metrics_available(server)
+                    if why:
+                        notes.append(f"{server.name}: {why}; its answers are counted by h2load (UNVERIFIED)")
+                        log(f"!!! {notes[-1]}")
+                log(
+                    f"seeding {s.spec.accounts:,} accounts, {s.spec.users:,} users "
+                    f"(one account of {s.spec.big_users:,}, the others {s.spec.small_users:,})"
+                )
+                data = seed(db, service.target, s.spec, purchase_accounts=s.rounds + 1)
+                log(f"seeded in {data.seconds:.1f} s: {data.users:,} users, {data.assignments:,} seats assigned")
+                memory["service_seeded"] = service.memory_kib()
+                budget = RetryBudget(s.noisy_retries)
+                for case in build_cases(data):
+                    if (s.only and case.name not in s.only) or case.name in s.skip:
+                        continue
+                    results += measure_case(case, service, empty, s, work, budget, discarded)
+                memory["service_end"] = service.memory_kib()
+                memory["empty_end"] = empty.memory_kib()
+                affinity = {"service": service.affinity(), "empty": empty.affinity()}
+                logs = {"service": service.log_summary(), "empty": empty.log_summary()}
+        finished = dt.datetime.now(dt.UTC)
+        document = result_document(
+            s, code, db, data, results, memory, notes, affinity, logs, started, finished, discarded
+        )
+        out = Path(args.out) if args.out else RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{s.store}.json"
+        print_report(s, db, code, data, results, memory, notes, logs)
+        report.write_json(out, document)
+        title = (
+            f"seats {code.revision} on {s.store}: calls/s over the empty grpcio handler's "
+            f"(h2load -c {s.load.connections} -m {s.load.streams}, median of {s.rounds} rounds)"
+        )
+        report.chart(out.with_suffix(".png"), results, title)
+        print(f"\nresults: {out}\nchart:   {out.with_suffix('.png')}")
+        succeeded = True
+    finally:
+        db.cleanup()
+        if succeeded:
+            for leftover in sorted(work.glob("*")):
+                leftover.unlink(missing_ok=True)
+            work.rmdir()
+        else:
+            log(f"server logs kept in {work}")
+    return 0
+
+
+def print_report(
+    s: Settings,
+    db: Database,
+    code: CodeUnderTest,
+    data: DataSet,
+    results: list[report.ArmResult],
+    memory: dict[str, dict[str, int]],
+    notes: list[str],
+    logs: dict[str, Any],
+) -> None:
+    how = f"{s.load.requests} requests" if s.load.requests else f"{s.load.seconds:g} s"
+    title = (
+        f"seats {code.revision} on {s.store} ({db.label}): h2load -c {s.load.connections} -m {s.load.streams} "
+        f"on CPU {s.load_cpu}, servers on CPU {s.server_cpu}; median of {s.rounds} rounds of {how}"
+    )
+    print()
+    print(report.table(results, title))
+    print()
+    for line in report.scale_lines(results, data.probe.users, data.big.users):
+        print(line)
+    print(report.memory_line(memory, data.users, s.spec.accounts))
+    service_log = logs["service"]
+    bad = service_log["warnings_and_errors"]
+    print(f"seat server log: {service_log['levels']}" + (f"; warnings/errors: {bad}" if bad else ""))
+    for line in notes + report.warnings(results):
+        print(line)
+
+
+def result_document(
+    s: Settings,
+    code: CodeUnderTest,
+    db: Database,
+    data: DataSet,
+    results: list[report.ArmResult],
+    memory: dict[str, dict[str, int]],
+    notes: list[str],
+    affinity: dict[str, list[int]],
+    logs: dict[str, Any],
+    started: dt.datetime,
+    finished: dt.datetime,
+    discarded: list[Round],
+) -> dict[str, Any]:
+    return {
+        "started": started.isoformat(),
+        "finished": finished.isoformat(),
+        "store": s.store,
+        "database": db.label,
+        "code_under_test": {"root": str(code.root), "commit": code.revision},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "load": {
+            **asdict(s.load),
+            "rounds": s.rounds,
+            "warmup_seconds": s.warmup_seconds,
+            "h2load_cpu": s.load_cpu,
+            "server_cpu": s.server_cpu,
+            "affinity": affinity,
+        },
+        "data_set": {
+            **asdict(s.spec),
+            "users_total": data.users,
+            "assignments": data.assignments,
+            "seed_seconds": round(data.seconds, 2),
+            "probe_account": data.probe.account_id,
+            "big_account": data.big.account_id,
+        },
+        "answers_verified": all(a.verified for a in results if not a.skipped),
+        "non_ok_answers": {a.label: a.non_ok for a in results if a.non_ok},
+        "notes": notes + report.warnings(results),
+        "discarded_noisy_rounds": [r.to_json() for r in discarded],
+        "memory_kib": memory,
+        "server_logs": logs,
+        "results": [a.to_json() for a in results],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
