@@ -384,7 +384,7 @@ class SeatDomain:
         wanted = [*([call.actor] if call.actor else []), *users]
         seat_ids = list(seats)
         for _ in range(3):
-            version = self.store.account_sequence(account_id)
+            version = self.store.read(lambda: self.store.account_sequence(account_id))
             snapshot = self.snapshots.get(account_id, version) if version else None
             known = self._known(snapshot, wanted, seat_ids, load=False) if snapshot is not None else None
             if snapshot is None or known is None:

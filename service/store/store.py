@@ -4,12 +4,13 @@ Every hot statement is written once, below, as SQL text with placeholders, and r
 ``execute_sql``: a call runs a handful of statements and builds no query objects. Peewee still
 owns the connections, the transactions and the error types.
 
-Writes run in `Store.write`, one transaction per call: on PostgreSQL a row lock on the account
-(`SELECT ... FOR UPDATE`) taken by `get_account(lock=True)` serializes the check and the write of
-every rule; on SQLite the database is one writer at a time, so concurrent write calls are
-committed in groups (see `_GroupCommit`): one `BEGIN IMMEDIATE ... COMMIT`, and so one fsync,
-for many calls, each in a savepoint of its own. Transient errors (a busy SQLite file, a
-serialization failure or deadlock, a dropped connection, a lost race on a request id) are
+Writes run in `Store.write`, one transaction per group of calls: the account row is locked
+first (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` locks the database), so
+the check and the write of every rule happen under one lock. Concurrent write calls of one
+process are committed in groups (see `_GroupCommit`): one transaction, and so one fsync, for
+many calls, each in a savepoint of its own. On PostgreSQL a call's writes and savepoints travel
+with its next statement, so a call costs two round trips. Transient errors (a busy SQLite file,
+a serialization failure or deadlock, a dropped connection, a lost race on a request id) are
 retried here, so callers never see them.
 """
 
@@ -294,7 +295,7 @@ class Store:
         self.sql = Sql(dialect)
         self._local = threading.local()
         self._listeners: list[Callable[[str], None]] = []
-        self._group = _GroupCommit(self) if dialect == "sqlite" else None
+        self._group = _GroupCommit(self)
 
     # ---- statements ---------------------------------------------------------------------
 
@@ -311,15 +312,15 @@ class Store:
             cursor.execute(sql, params)
         return cursor
 
-    def _defer(self, sql: str, params: Sequence[Any]) -> None:
+    def _defer(self, sql: str, params: Sequence[Any], *, item: tuple[str, Sequence[Any]] | None = None) -> None:
         """A write whose result nobody reads. On PostgreSQL, inside a transaction, it waits and
-        travels with the next statement (or the flush before COMMIT): a call's writes cost one
-        round trip, not one each. Its errors surface there, inside the same transaction."""
+        travels with the next statement (or the flush at the end of the call): a call's writes
+        cost one round trip, not one each. Its errors surface there, inside the same call."""
         pending: list[tuple[str, Sequence[Any]]] | None = getattr(self._local, "pending", None)
         if pending is None:
             self._exec(sql, params)
         else:
-            pending.append((sql, params))
+            pending.append(item or (sql, params))
 
     def _flush(self) -> None:
         pending: list[tuple[str, Sequence[Any]]] | None = getattr(self._local, "pending", None)
@@ -348,10 +349,7 @@ class Store:
         if self.db.in_transaction():
             return fn()
         job = _Job(fn, dry_run)
-        if self._group is not None:
-            self._group.run(job)
-        else:
-            self._run_alone(job)
+        self._group.run(job)
         if job.error is not None:
             raise job.error
         for callback in job.after:
@@ -381,87 +379,73 @@ class Store:
             raise RuntimeError("after_commit needs a write transaction")
         job.after.append(callback)
 
-    def _run_alone(self, job: _Job) -> None:
-        """PostgreSQL: one transaction per call, on this thread's connection. PostgreSQL
-        commits concurrent transactions with shared WAL flushes by itself."""
-        attempt = 0
-        while True:
-            attempt += 1
-            job.after = []
-            self._local.job = job
-            self._local.pending = []
-            try:
-                try:
-                    with self.db.atomic():
-                        job.result = job.fn()
-                        self._flush()
-                        if job.dry_run:
-                            raise _DryRun
-                except _DryRun:
-                    job.after = []
-                return
-            except _Retry:
-                if attempt >= MAX_ATTEMPTS:
-                    job.error = concurrent_change()
-                    return
-            except (pw.OperationalError, pw.InterfaceError, pw.InternalError) as exc:
-                if not self._transient(exc) or attempt >= MAX_ATTEMPTS:
-                    job.error = self._outage(exc)
-                    return
-            except BaseException as exc:
-                job.error = exc
-                return
-            finally:
-                self._local.job = None
-                self._local.pending = None
-            self._backoff(attempt)
-
     def _run_group(self, batch: list[_Job]) -> None:
-        """SQLite: the leader's transaction for a batch of write calls."""
+        """The leader's transaction for a group of write calls: each in a savepoint of its own,
+        one commit for all. On PostgreSQL the savepoint statements travel with the calls'
+        own statements, so they cost no round trip of their own."""
         attempt = 0
         while True:
             attempt += 1
             self._local.group = {}
+            self._local.pending = [] if self.dialect == "postgres" else None
             try:
-                with self.db.atomic("IMMEDIATE"):
+                with self.db.atomic("IMMEDIATE") if self.dialect == "sqlite" else self.db.atomic():
                     for job in batch:
                         self._run_savepoint(job)
                         if job.error is None and not job.dry_run:
                             self._local.group.update(job.staged)
+                    self._flush()
                 return
             except (pw.OperationalError, pw.InterfaceError, pw.InternalError) as exc:
                 if not self._transient(exc) or attempt >= MAX_ATTEMPTS:
+                    error = self._outage(exc)
                     for job in batch:
-                        job.error, job.after = exc, []
+                        job.error, job.after = error, []
                     return
             finally:
                 self._local.group = None
+                self._local.pending = None
             self._backoff(attempt)
 
     def _run_savepoint(self, job: _Job) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             job.after, job.error, job.staged = [], None, {}
             self._local.job = job
-            self._exec("SAVEPOINT call")
+            savepoint = ("SAVEPOINT call", ())
+            self._defer(*savepoint, item=savepoint)
             try:
                 job.result = job.fn()
+                self._flush()  # this call's writes, inside its own savepoint
             except _Retry:
-                self._exec("ROLLBACK TO SAVEPOINT call")
-                self._exec("RELEASE SAVEPOINT call")
+                self._undo(savepoint)
                 if attempt < MAX_ATTEMPTS:
                     continue
                 job.error = concurrent_change()
             except (pw.OperationalError, pw.InterfaceError, pw.InternalError):
-                raise  # the transaction itself is in trouble: the whole batch is retried
+                raise  # the transaction itself is in trouble: the whole group is retried
             except BaseException as exc:
                 job.error = exc
             finally:
                 self._local.job = None
             if job.error is not None or job.dry_run:
                 job.after = []
-                self._exec("ROLLBACK TO SAVEPOINT call")
-            self._exec("RELEASE SAVEPOINT call")
+                self._undo(savepoint)
+            else:
+                self._defer("RELEASE SAVEPOINT call", ())
             return
+
+    def _undo(self, savepoint: tuple[str, Sequence[Any]]) -> None:
+        """Rolls the current call back to its savepoint; its statements not sent yet are dropped
+        (all of them, with the savepoint itself, if none was sent)."""
+        pending: list[tuple[str, Sequence[Any]]] | None = self._local.pending
+        if pending is not None:
+            for i, item in enumerate(pending):
+                if item is savepoint:
+                    del pending[i:]
+                    return
+            pending.clear()
+        self._exec("ROLLBACK TO SAVEPOINT call")
+        self._defer("RELEASE SAVEPOINT call", ())
 
     @staticmethod
     def _backoff(attempt: int) -> None:
