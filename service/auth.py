@@ -33,6 +33,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from .errors import DOMAIN
+from .observe import Metrics
 
 AUTHORIZATION = "authorization"
 ACTOR_HEADER = "x-seats-actor"
@@ -99,8 +100,9 @@ class AuthInterceptor(_ServerInterceptor):
     """Refuses calls without a known bearer token (UNAUTHENTICATED), and calls of an
     actor-scoped token that name no acting user (PERMISSION_DENIED, ACTOR_REQUIRED)."""
 
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[Token], metrics: Metrics | None = None) -> None:
         self._tokens = tokens
+        self._metrics = metrics
 
     def _token(self, presented: str) -> Token | None:
         digest = hash_token(presented)
@@ -123,7 +125,8 @@ class AuthInterceptor(_ServerInterceptor):
             elif key == ACTOR_HEADER:
                 actor = value
         if authorization is None or not authorization.startswith("Bearer "):
-            return _refuse(
+            return self._refuse(
+                details.method,
                 continuation(details),
                 _refusal(
                     code_pb2.UNAUTHENTICATED, "TOKEN_MISSING", "send a service token as 'authorization: Bearer <token>'"
@@ -131,12 +134,14 @@ class AuthInterceptor(_ServerInterceptor):
             )
         token = self._token(authorization[len("Bearer ") :].strip())
         if token is None:
-            return _refuse(
+            return self._refuse(
+                details.method,
                 continuation(details),
                 _refusal(code_pb2.UNAUTHENTICATED, "TOKEN_INVALID", "the service token is not known here"),
             )
         if token.scope == "actor" and not actor and not method.startswith(ACTOR_FREE_PREFIXES):
-            return _refuse(
+            return self._refuse(
+                details.method,
                 continuation(details),
                 _refusal(
                     code_pb2.PERMISSION_DENIED,
@@ -145,6 +150,14 @@ class AuthInterceptor(_ServerInterceptor):
                 ),
             )
         return continuation(details)
+
+    def _refuse(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any] | None, status: grpc.Status
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        refusal = _refuse(handler, status)
+        if refusal is None or self._metrics is None:
+            return refusal
+        return self._metrics.instrument(refusal, method)  # type: ignore[no-any-return]
 
 
 def _refuse(

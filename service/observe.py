@@ -1,5 +1,6 @@
-"""What every call reports: the conventional gRPC server metrics, counted by one interceptor
-placed before every other, so refusals of the credential check count too.
+"""What every call reports: the conventional gRPC server metrics. Each method's handler is
+wrapped once when it is registered (`register`), and the credential check wraps its refusals the
+same way (`Metrics.instrument`), so every call counts and none pays for an interceptor pipeline.
 
     grpc_server_started_total{grpc_type, grpc_service, grpc_method}
     grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code}
@@ -15,15 +16,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-
-if TYPE_CHECKING:
-    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _ServerInterceptor = grpc.ServerInterceptor
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -48,68 +44,13 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._series: dict[str, _Method] = {}
 
-    def serve(self, address: str) -> None:
-        """Serves /metrics over HTTP on host:port (prometheus-client's server, a daemon thread)."""
-        host, _, port = address.rpartition(":")
-        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
-
-
-class _Method:
-    """The pre-resolved series of one method: no label lookups on the hot path."""
-
-    def __init__(self, metrics: Metrics, full_method: str, kind: str) -> None:
-        _, service, method = full_method.split("/", 2) if full_method.count("/") >= 2 else ("", "", full_method)
-        self.labels = (kind, service, method)
-        self.metrics = metrics
-        self.started = metrics.started.labels(*self.labels)
-        self.seconds = metrics.seconds.labels(*self.labels)
-        self.handled: dict[grpc.StatusCode, Any] = {}
-
-    def done(self, code: grpc.StatusCode | None, start: float) -> None:
-        code = code or grpc.StatusCode.OK
-        counter = self.handled.get(code)
-        if counter is None:
-            counter = self.handled[code] = self.metrics.handled.labels(*self.labels, code.name)
-        counter.inc()
-        self.seconds.observe(time.perf_counter() - start)
-
-
-class MetricsInterceptor(_ServerInterceptor):
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        # method -> (the handler seen, its wrapped twin, its series): wrapped once per method
-        self._wrapped: dict[str, tuple[Any, Any, _Method]] = {}
-
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
-        if handler is None:
-            return None
-        known = self._wrapped.get(details.method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap(handler, details.method)
-        if known is None:  # the registered handler of a method; a one-off refusal handler is not kept
-            self._wrapped[details.method] = (handler, wrapped, self._series(details.method, handler))
-        return wrapped
-
-    def _series(self, method: str, handler: Any) -> _Method:
-        kind = (
-            "unary"
-            if handler.unary_unary
-            else "server_stream"
-            if handler.unary_stream
-            else "client_stream"
-            if handler.stream_unary
-            else "bidi_stream"
-        )
-        return _Method(self.metrics, method, kind)
-
-    def _wrap(self, handler: Any, method: str) -> Any:
-        known = self._wrapped.get(method)
-        series = known[2] if known is not None else self._series(method, handler)
+    def instrument(self, handler: Any, method: str) -> Any:
+        """handler, counting each call: started, then handled with its code and duration."""
+        series = self._series.get(method)
+        if series is None:
+            series = self._series[method] = _Method(self, method, _kind(handler))
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -144,3 +85,60 @@ class MetricsInterceptor(_ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
         return handler  # no client-streaming methods in this contract
+
+    def serve(self, address: str) -> None:
+        """Serves /metrics over HTTP on host:port (prometheus-client's server, a daemon thread)."""
+        host, _, port = address.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+
+
+def _kind(handler: Any) -> str:
+    if handler.unary_unary:
+        return "unary"
+    if handler.unary_stream:
+        return "server_stream"
+    return "client_stream" if handler.stream_unary else "bidi_stream"
+
+
+class _Method:
+    """The pre-resolved series of one method: no label lookups on the hot path."""
+
+    def __init__(self, metrics: Metrics, full_method: str, kind: str) -> None:
+        _, service, method = full_method.split("/", 2) if full_method.count("/") >= 2 else ("", "", full_method)
+        self.labels = (kind, service, method)
+        self.metrics = metrics
+        self.started = metrics.started.labels(*self.labels)
+        self.seconds = metrics.seconds.labels(*self.labels)
+        self.handled: dict[grpc.StatusCode, Any] = {}
+
+    def done(self, code: grpc.StatusCode | None, start: float) -> None:
+        code = code or grpc.StatusCode.OK
+        counter = self.handled.get(code)
+        if counter is None:
+            counter = self.handled[code] = self.metrics.handled.labels(*self.labels, code.name)
+        counter.inc()
+        self.seconds.observe(time.perf_counter() - start)
+
+
+class _Capture:
+    """Stands in for a server to a generated add_XServicer_to_server: keeps its handlers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.service, self.handlers = service, handlers
+
+
+def register(server: grpc.Server, add: Callable[[Any, Any], None], servicer: Any, metrics: Metrics) -> None:
+    """Registers a servicer like its generated add function does, each method counted: the
+    handlers are wrapped once here, so a call pays for no interceptor pipeline."""
+    capture = _Capture()
+    add(servicer, capture)
+    handlers = {name: metrics.instrument(h, f"/{capture.service}/{name}") for name, h in capture.handlers.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, handlers),))
+    server.add_registered_method_handlers(capture.service, handlers)  # type: ignore[attr-defined]

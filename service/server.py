@@ -25,7 +25,7 @@ from .config import Config
 from .domain.prices import PriceBook
 from .domain.seats import SeatDomain
 from .events import EventHub
-from .observe import Metrics, MetricsInterceptor
+from .observe import Metrics, register
 from .servicers.common import Replay
 from .servicers.seat_service import SeatServicer
 from .servicers.user_service import UserServicer
@@ -158,9 +158,7 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
         )
 
     metrics = Metrics()
-    interceptors: list[Any] = [MetricsInterceptor(metrics)]
-    if tokens:
-        interceptors.append(AuthInterceptor(tokens))
+    interceptors: list[Any] = [AuthInterceptor(tokens, metrics)] if tokens else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="seats-rpc"),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
@@ -171,12 +169,15 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
             ("grpc.max_send_message_length", config.max_message_bytes),
         ],
     )
-    seat_service_pb2_grpc.add_SeatServiceServicer_to_server(
-        SeatServicer(domain, replay, hub, config.watch_poll_seconds, config.max_watch_streams), server
+    register(
+        server,
+        seat_service_pb2_grpc.add_SeatServiceServicer_to_server,
+        SeatServicer(domain, replay, hub, config.watch_poll_seconds, config.max_watch_streams),
+        metrics,
     )
-    user_service_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(domain, replay), server)
+    register(server, user_service_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(domain, replay), metrics)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    register(server, health_pb2_grpc.add_HealthServicer_to_server, health_servicer, metrics)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )

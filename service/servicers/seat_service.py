@@ -237,7 +237,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         tiers, sequence = self.domain.check_seats(
             call_of(context), request.account_id, req_hub(request.hub), list(request.user_ids)
         )
-        return pb.CheckSeatsResponse(tiers=[r.Tier.ValueType(t or 0) for t in tiers], sequence=sequence)
+        return pb.CheckSeatsResponse(tiers=[t or 0 for t in tiers], sequence=sequence)  # type: ignore[misc]
 
     @rpc
     def UpgradeSubscription(
