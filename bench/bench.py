@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import h2load, report
+from . import h2load, report, seat_cache
 from .cases import Case, build_cases, goal
 from .dataset import DEFAULT_POSTGRES, Database, DataSet, DataSpec, seed
 from .measure import Round, measure, metrics_available, preflight, warm_up
@@ -262,6 +262,14 @@ def run(args: argparse.Namespace) -> int:
                     if (s.only and case.name not in s.only) or case.name in s.skip:
                         continue
                     results += measure_case(case, service, empty, s, work, budget, discarded)
+                cache_figures = None
+                if (not s.only or "SeatCache" in s.only) and "SeatCache" not in s.skip:
+                    log("SeatCache: loading the probe account and measuring checks and writes")
+                    cache_figures = seat_cache.measure(
+                        service.target, data.probe.account_id, data.probe.owner, data.probe.seated
+                    )
+                    for line in cache_figures.lines():
+                        log(line)
                 memory["service_end"] = service.memory_kib()
                 memory["empty_end"] = empty.memory_kib()
                 affinity = {"service": service.affinity(), "empty": empty.affinity()}
@@ -270,8 +278,11 @@ def run(args: argparse.Namespace) -> int:
         document = result_document(
             s, code, db, data, results, memory, notes, affinity, logs, started, finished, discarded
         )
+        document["seat_cache"] = asdict(cache_figures) if cache_figures else None
         out = Path(args.out) if args.out else RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{s.store}.json"
         print_report(s, db, code, data, results, memory, notes, logs)
+        for line in cache_figures.lines() if cache_figures else []:
+            print(line)
         report.write_json(out, document)
         title = (
             f"seats {code.revision} on {s.store}: calls/s over the empty grpcio handler's "

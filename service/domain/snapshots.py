@@ -19,6 +19,7 @@ from .model import Account, Assignment, Hub, Pool, Tier, User
 
 MAX_ACCOUNTS = 4096  # accounts kept; the one stored longest ago goes first
 MAX_USERS = 8192  # users and seat sets kept per account version
+MAX_COPIED = 1024  # cached users and seat sets a write copies to the next version at most
 MAX_MEMO = 256  # read results (pages, views) kept per account version
 
 
@@ -55,13 +56,18 @@ class Snapshot:
 
     def successor(self, account: Account, pools: dict[tuple[Hub, Tier], Pool], touched: set[str]) -> Snapshot:
         """The account after a write that moved it from this version to account.last_sequence,
-        changing the pools and the users named in touched (and nothing else)."""
-        return Snapshot(
-            replace(account),
-            {k: copy_pool(p) for k, p in pools.items()},
-            {u: v for u, v in self.users.items() if u not in touched},
-            {u: v for u, v in self.seats.items() if u not in touched},
-        )
+        changing the pools and the users named in touched (and nothing else). Users the write
+        did not touch are the same at both versions: with none touched, both share one cache;
+        otherwise the cache is copied without them, or started afresh when large (a copy per
+        write would make writes cost more in larger accounts)."""
+        if not touched:
+            users, seats = self.users, self.seats
+        elif len(self.users) + len(self.seats) > MAX_COPIED:
+            users, seats = {}, {}
+        else:
+            users = {u: v for u, v in self.users.items() if u not in touched}
+            seats = {u: v for u, v in self.seats.items() if u not in touched}
+        return Snapshot(replace(account), {k: copy_pool(p) for k, p in pools.items()}, users, seats)
 
 
 @dataclass(frozen=True)

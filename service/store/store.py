@@ -835,19 +835,18 @@ class Store:
 
     # ---- events -------------------------------------------------------------------------
 
-    def append_events(self, account: Account, events: list[Event]) -> list[Event]:
+    def append_events(self, account: Account, events: list[Event]) -> None:
         """Appends events after the account's last sequence and moves the counter on, in the
         caller's transaction (I4). The account row must be locked by this transaction."""
         if not events:
-            return []
+            return
         first = account.last_sequence + 1
-        numbered = [Event(**{**e.__dict__, "sequence": first + i}) for i, e in enumerate(events)]
         self._many(
             self.sql.insert_event,
             [
                 (
                     account.account_id,
-                    e.sequence,
+                    first + i,
                     int(e.type),
                     e.actor,
                     to_micros(e.time),
@@ -866,7 +865,7 @@ class Store:
                     e.after.assigned,
                     e.after.pending_removal,
                 )
-                for e in numbered
+                for i, e in enumerate(events)
             ],
         )
         last = first + len(events) - 1
@@ -876,7 +875,6 @@ class Store:
         account.last_sequence = last
         account_id = account.account_id
         self.after_commit(lambda: self._notify(account_id))
-        return numbered
 
     def list_events(self, account_id: str, after: int, limit: int) -> list[Event]:
         return [

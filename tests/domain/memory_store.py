@@ -406,11 +406,11 @@ class MemoryStore:
     # ---- events (I4) ----------------------------------------------------------------------
 
     @_statement
-    def append_events(self, account: Account, events: list[Event]) -> list[Event]:
+    def append_events(self, account: Account, events: list[Event]) -> None:
         """Numbers events after account.last_sequence; a duplicate sequence is refused, and a
         stored counter that moved on since account was read runs the whole write again."""
         if not events:
-            return []
+            return
         account_id = account.account_id
         _check(account_id in self.tables.accounts, "seat_events.account_id references accounts")
         first = account.last_sequence + 1
@@ -425,7 +425,6 @@ class MemoryStore:
             raise _Retry
         stored.last_sequence = account.last_sequence = numbered[-1].sequence
         self.after_commit(lambda: self._notify(account_id))
-        return numbered
 
     @_statement
     def list_events(self, account_id: str, after: int, limit: int) -> list[Event]:
