@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections import ChainMap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -65,7 +66,6 @@ MAX_RENEWALS_AT_ONCE = 1200  # a hundred years of monthly terms
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_PAST_TERM_START = timedelta(days=10 * 365)  # an account migrated from an older system
 MAX_SEQUENCE = 2**62
-_ABSENT = object()
 
 
 def new_id(prefix: str) -> str:
@@ -285,25 +285,12 @@ class SeatDomain:
         """The rows and seats of users, and the seats of seats, at the snapshot's version: from
         memory, and what memory lacks read from the store (inside the caller's transaction,
         which saw that version), or None without load when memory lacks any."""
-        rows: dict[str, User | None] = {}
-        held: dict[str, dict[Hub, Assignment]] = {}
-        need_rows: list[str] = []
-        need_seats: list[str] = []
         user_ids = _only_ids(users)
-        for user_id in user_ids:
-            row = snapshot.users.get(user_id, _ABSENT)
-            if row is _ABSENT:
-                need_rows.append(user_id)
-            else:
-                rows[user_id] = row  # type: ignore[assignment]
-        for user_id in user_ids.union(_only_ids(seats)):
-            found = snapshot.seats.get(user_id)
-            if found is None:
-                need_seats.append(user_id)
-            else:
-                held[user_id] = found
-        if not (need_rows or need_seats):
-            return Known(rows, held)
+        seat_ids = user_ids | _only_ids(seats)
+        need_rows = user_ids - snapshot.users.keys()
+        need_seats = seat_ids - snapshot.seats.keys()
+        if not (need_rows or need_seats):  # the snapshot's entries are never removed: share them
+            return Known(snapshot.users, snapshot.seats)
         if not load:
             return None
         account_id = snapshot.account.account_id
@@ -312,12 +299,11 @@ class SeatDomain:
             found_users = self.store.get_users(account_id, sorted(need_rows))
             loaded_rows = {u: found_users.get(u) for u in need_rows}
         loaded_seats: dict[str, dict[Hub, Assignment]] = {u: {} for u in need_seats}
-        for (user_id, hub), assignment in self.store.assignments_for(account_id, sorted(need_seats)).items():
-            loaded_seats[user_id][hub] = assignment
+        if need_seats:
+            for (user_id, hub), assignment in self.store.assignments_for(account_id, sorted(need_seats)).items():
+                loaded_seats[user_id][hub] = assignment
         snapshot.remember(loaded_rows, loaded_seats)
-        rows.update(loaded_rows)
-        held.update(loaded_seats)
-        return Known(rows, held)
+        return Known(ChainMap(loaded_rows, snapshot.users), ChainMap(loaded_seats, snapshot.seats))
 
     @staticmethod
     def _missing(call: Call, account_id: str) -> SeatError:
@@ -989,10 +975,7 @@ class SeatDomain:
                 check_id(f"user_ids[{i}]", user_id)
         snapshot, known = self._state(call, account_id, seats=user_ids)
         seats = known.seats
-        tiers = []
-        for user_id in user_ids:
-            held = seats[user_id].get(hub)
-            tiers.append(held.tier if held is not None else None)
+        tiers = [held[hub].tier if hub in held else None for held in map(seats.__getitem__, user_ids)]
         return tiers, snapshot.version
 
     # ---- upgrade (S6) -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .model import Account, Assignment, Hub, Pool, Tier, User
@@ -74,8 +75,8 @@ class Snapshot:
 class Known:
     """The users and seat sets one call named, at the version of its snapshot."""
 
-    users: dict[str, User | None]
-    seats: dict[str, dict[Hub, Assignment]]
+    users: Mapping[str, User | None]
+    seats: Mapping[str, dict[Hub, Assignment]]
 
     def user(self, user_id: str) -> User | None:
         """The user with its seats; None when not a user of the account."""
