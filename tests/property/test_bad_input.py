@@ -576,6 +576,18 @@ def ListSeatAssignments(w: World) -> SearchStrategy[Message]:
 
 
 @request("seats")
+def CheckSeats(w: World) -> SearchStrategy[Message]:
+    valid, junk = a_user(w)
+    many = st.integers(990, 1010).map(lambda n: [w.tenant.owner_id] * n)  # around the 1000-id cap
+    return message(
+        s.CheckSeatsRequest,
+        account_id=the_account(w),
+        hub=a_hub(),
+        user_ids=(st.lists(valid, min_size=1, max_size=5), st.one_of(st.lists(junk, max_size=5), many)),
+    )
+
+
+@request("seats")
 def UpgradeSubscription(w: World) -> SearchStrategy[Message]:
     return message(
         s.UpgradeSubscriptionRequest,

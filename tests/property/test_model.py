@@ -50,7 +50,11 @@ Tier: TypeAlias = r.Tier.ValueType
 Outcome: TypeAlias = s.SeatChangeOutcome.ValueType
 SALES, SERVICE = r.HUB_SALES, r.HUB_SERVICE
 NO_TIER, FREE, STARTER, PROFESSIONAL, ENTERPRISE = (
-    r.TIER_UNSPECIFIED, r.TIER_FREE, r.TIER_STARTER, r.TIER_PROFESSIONAL, r.TIER_ENTERPRISE,
+    r.TIER_UNSPECIFIED,
+    r.TIER_FREE,
+    r.TIER_STARTER,
+    r.TIER_PROFESSIONAL,
+    r.TIER_ENTERPRISE,
 )
 HUBS = (SALES, SERVICE)
 TIERS = (FREE, STARTER, PROFESSIONAL, ENTERPRISE)
@@ -331,9 +335,7 @@ class Model:
     # What GetSeatSummary and ListSeatAssignments should show.
 
     def summary(self) -> dict[tuple[Hub, Tier], tuple[int, int, int, int, int]]:
-        return {
-            key: (p.included, p.purchased, p.assigned, p.free, p.pending) for key, p in sorted(self.pools.items())
-        }
+        return {key: (p.included, p.purchased, p.assigned, p.free, p.pending) for key, p in sorted(self.pools.items())}
 
     def assignments(self) -> list[tuple[str, Hub, Tier]]:
         return sorted((user_id, hub, tier) for user_id, m in self.members.items() for hub, tier in m.seats.items())
@@ -448,7 +450,9 @@ class SeatMachine(RuleBasedStateMachine):
         target=users,
         subscriptions=st.lists(
             st.tuples(hubs, st.sampled_from(OPENING_TIERS), st.integers(0, 2)),
-            min_size=1, max_size=2, unique_by=lambda sub: sub[0],
+            min_size=1,
+            max_size=2,
+            unique_by=lambda sub: sub[0],
         ),
     )
     def open_account(self, subscriptions: list[tuple[Hub, tuple[Tier, ...], int]]) -> Any:
@@ -509,8 +513,10 @@ class SeatMachine(RuleBasedStateMachine):
         hub, tier = data.draw(self.pool_keys(), label="pool")
         who = data.draw(self.actors(), label="actor")
         acting = self.actor_id(who)
-        what = (f"{self.who_label(who)} assigns {self.label(user)} {name(hub, tier)} "
-                f"purchase_if_needed={purchase_if_needed}")
+        what = (
+            f"{self.who_label(who)} assigns {self.label(user)} {name(hub, tier)} "
+            f"purchase_if_needed={purchase_if_needed}"
+        )
         expected, response = self.step(
             what,
             lambda m: m.assign(acting, user, hub, tier, purchase_if_needed),
@@ -557,8 +563,9 @@ class SeatMachine(RuleBasedStateMachine):
         ]
         who = data.draw(self.actors(), label="actor")
         acting = self.actor_id(who)
-        shown = ", ".join(f"{self.label(user)} {name(hub, tier) if tier else name(hub) + ' none'}"
-                          for user, hub, tier in changes)
+        shown = ", ".join(
+            f"{self.label(user)} {name(hub, tier) if tier else name(hub) + ' none'}" for user, hub, tier in changes
+        )
         expected, response = self.step(
             f"{self.who_label(who)} saves a batch [{shown}]",
             lambda m: m.batch(acting, changes),
@@ -644,7 +651,10 @@ class SeatMachine(RuleBasedStateMachine):
             lambda m: m.upgrade(acting, hub, tier, purchased, assign_to),
             lambda: self.seats.UpgradeSubscription(
                 s.UpgradeSubscriptionRequest(
-                    account_id=self.account_id, hub=hub, tier=tier, purchased_seats=purchased,
+                    account_id=self.account_id,
+                    hub=hub,
+                    tier=tier,
+                    purchased_seats=purchased,
                     assign_user_ids=assign_to,
                 ),
                 metadata=self.metadata(acting),
@@ -698,8 +708,10 @@ class SeatMachine(RuleBasedStateMachine):
 
         # The model learns the new id from the server: create on the server first, then on the model.
         shown = ", ".join(name(hub, tier) for hub, tier in seats)
-        what = (f"{self.who_label(who)} creates {email} ({permissions}) with [{shown}] "
-                f"purchase_if_needed={purchase_if_needed}")
+        what = (
+            f"{self.who_label(who)} creates {email} ({permissions}) with [{shown}] "
+            f"purchase_if_needed={purchase_if_needed}"
+        )
         try:
             response, answered = create(), "OK"
         except grpc.RpcError as err:
@@ -771,14 +783,21 @@ class SeatMachine(RuleBasedStateMachine):
             f"  server {self.readable(shown)}\n  model  {self.readable(self.model.summary())}"
         )
         assert summary.renewal_time.ToDatetime(tzinfo=UTC) == self.model.renewal
-        held = self.seats.ListSeatAssignments(
-            s.ListSeatAssignmentsRequest(account_id=self.account_id, page_size=1000)
-        )
+        held = self.seats.ListSeatAssignments(s.ListSeatAssignmentsRequest(account_id=self.account_id, page_size=1000))
         got = sorted((a.user_id, a.hub, a.tier) for a in held.assignments)
         expected = self.model.assignments()
         assert got == expected, (
             f"assignments differ:\n  server {self.readable_seats(got)}\n  model  {self.readable_seats(expected)}"
         )
+        asked = [*sorted(self.model.members), UNKNOWN_USER]
+        for hub in (r.HUB_SALES, r.HUB_SERVICE):
+            answer = self.seats.CheckSeats(s.CheckSeatsRequest(account_id=self.account_id, hub=hub, user_ids=asked))
+            held_tiers = [
+                self.model.members[u].seats.get(hub, NO_TIER) if u in self.model.members else NO_TIER for u in asked
+            ]
+            assert list(answer.tiers) == held_tiers, (
+                f"CheckSeats of {name(hub)} differs: {list(answer.tiers)} != {held_tiers}"
+            )
 
     def readable(self, pools: Mapping[tuple[Hub, Tier], tuple[int, ...]]) -> str:
         return ", ".join(f"{name(*key)} {counts}" for key, counts in sorted(pools.items()))
