@@ -28,6 +28,7 @@ from .cache import (
     PAGE_SIZE,
     PROBE_HUB,
     PROBE_USER_ID,
+    CacheStatus,
     Clock,
     ForcedResync,
     State,
@@ -39,7 +40,7 @@ from .cache import (
 from .v1 import seat_service_pb2
 
 
-class AsyncSeatCache:
+class AsyncSeatCache(CacheStatus):
     """A live copy of one account's seat assignments, kept by two tasks of the running event
     loop (the load and watch, and the heartbeat). Make it inside a coroutine."""
 
@@ -113,62 +114,6 @@ class AsyncSeatCache:
         self._state.confirm(response.sequence, sent)
         self._notify()
         return response.tiers[0]
-
-    @property
-    def account_id(self) -> str:
-        return self._state.account_id
-
-    @property
-    def max_silence(self) -> float:
-        return self._state.max_silence
-
-    @property
-    def sequence(self) -> int:
-        """The last event applied to the copy ``tier_of`` answers from (0 before the first load)."""
-        return self._state.published.sequence
-
-    @property
-    def server_sequence(self) -> int:
-        """The highest sequence the account is known to have reached: ``server_sequence -
-        sequence`` is how many events the copy lags behind."""
-        return self._state.known_server_sequence()
-
-    @property
-    def staleness(self) -> float:
-        """Seconds since the copy was last confirmed (infinite before the first load)."""
-        return self._state.staleness()
-
-    @property
-    def last_event_age(self) -> float:
-        """Seconds since the last event was applied or the copy was last confirmed, whichever is later."""
-        return self._state.last_event_age()
-
-    @property
-    def fresh(self) -> bool:
-        """``tier_of`` answers from memory now."""
-        return self._state.staleness() <= self._state.max_silence
-
-    @property
-    def watching(self) -> bool:
-        """A watch stream is open and feeding the copy."""
-        return self._state.watching
-
-    @property
-    def healthy(self) -> bool:
-        """Watching, the copy readers see is the one being followed, and it is fresh."""
-        return self._state.healthy()
-
-    @property
-    def resyncs(self) -> int:
-        return self._state.resyncs
-
-    @property
-    def remote_checks(self) -> int:
-        return self._state.remote_checks
-
-    @property
-    def last_error(self) -> BaseException | None:
-        return self._state.last_error
 
     async def wait_until(self, predicate: Callable[[AsyncSeatCache], bool], timeout: float | None = None) -> bool:
         """Waits until ``predicate(cache)`` holds, checking it again at every change of the

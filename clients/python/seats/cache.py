@@ -310,7 +310,73 @@ def check_arguments(max_silence: float, heartbeat_interval: float | None) -> flo
     return interval
 
 
-class SeatCache:
+class CacheStatus:
+    """What a seat cache tells about itself; SeatCache and AsyncSeatCache share it."""
+
+    _state: State
+
+    @property
+    def account_id(self) -> str:
+        return self._state.account_id
+
+    @property
+    def max_silence(self) -> float:
+        return self._state.max_silence
+
+    @property
+    def sequence(self) -> int:
+        """The last event applied to the copy ``tier_of`` answers from (0 before the first load)."""
+        return self._state.published.sequence
+
+    @property
+    def server_sequence(self) -> int:
+        """The highest sequence the account is known to have reached (named by CheckSeats, or
+        applied): ``server_sequence - sequence`` is how many events the copy lags behind."""
+        return self._state.known_server_sequence()
+
+    @property
+    def staleness(self) -> float:
+        """Seconds since the copy was last confirmed: every change committed before then is in
+        it (infinite before the first load)."""
+        return self._state.staleness()
+
+    @property
+    def last_event_age(self) -> float:
+        """Seconds since the last event was applied or the copy was last confirmed, whichever is later."""
+        return self._state.last_event_age()
+
+    @property
+    def fresh(self) -> bool:
+        """``tier_of`` answers from memory now (staleness within max_silence)."""
+        return self._state.staleness() <= self._state.max_silence
+
+    @property
+    def watching(self) -> bool:
+        """A watch stream is open and feeding the copy."""
+        return self._state.watching
+
+    @property
+    def healthy(self) -> bool:
+        """Watching, the copy readers see is the one being followed, and it is fresh."""
+        return self._state.healthy()
+
+    @property
+    def resyncs(self) -> int:
+        """Loads so far (the first one included)."""
+        return self._state.resyncs
+
+    @property
+    def remote_checks(self) -> int:
+        """``tier_of`` calls answered by CheckSeats because the copy was not fresh."""
+        return self._state.remote_checks
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The last error of the background work (a load, the watch, a heartbeat), if any."""
+        return self._state.last_error
+
+
+class SeatCache(CacheStatus):
     """A live copy of one account's seat assignments, kept by a background thread that loads
     the assignments and follows WatchSeatEvents (see the module documentation for why its
     answers are exact, and how it knows when they might not be)."""
@@ -403,66 +469,6 @@ class SeatCache:
             self._state.confirm(response.sequence, sent)
             self._changed.notify_all()
         return response.tiers[0]
-
-    @property
-    def account_id(self) -> str:
-        return self._state.account_id
-
-    @property
-    def max_silence(self) -> float:
-        return self._state.max_silence
-
-    @property
-    def sequence(self) -> int:
-        """The last event applied to the copy ``tier_of`` answers from (0 before the first load)."""
-        return self._state.published.sequence
-
-    @property
-    def server_sequence(self) -> int:
-        """The highest sequence the account is known to have reached (named by CheckSeats, or
-        applied): ``server_sequence - sequence`` is how many events the copy lags behind."""
-        return self._state.known_server_sequence()
-
-    @property
-    def staleness(self) -> float:
-        """Seconds since the copy was last confirmed: every change committed before then is in
-        it (infinite before the first load)."""
-        return self._state.staleness()
-
-    @property
-    def last_event_age(self) -> float:
-        """Seconds since the last event was applied or the copy was last confirmed, whichever is later."""
-        return self._state.last_event_age()
-
-    @property
-    def fresh(self) -> bool:
-        """``tier_of`` answers from memory now (staleness within max_silence)."""
-        return self._state.staleness() <= self._state.max_silence
-
-    @property
-    def watching(self) -> bool:
-        """A watch stream is open and feeding the copy."""
-        return self._state.watching
-
-    @property
-    def healthy(self) -> bool:
-        """Watching, the copy readers see is the one being followed, and it is fresh."""
-        return self._state.healthy()
-
-    @property
-    def resyncs(self) -> int:
-        """Loads so far (the first one included)."""
-        return self._state.resyncs
-
-    @property
-    def remote_checks(self) -> int:
-        """``tier_of`` calls answered by CheckSeats because the copy was not fresh."""
-        return self._state.remote_checks
-
-    @property
-    def last_error(self) -> BaseException | None:
-        """The last error of the background work (a load, the watch, a heartbeat), if any."""
-        return self._state.last_error
 
     def wait_until(self, predicate: Callable[[SeatCache], bool], timeout: float | None = None) -> bool:
         """Blocks until ``predicate(cache)`` holds, checking it again at every change of the
