@@ -49,7 +49,7 @@ from .model import (
 )
 from .ports import SeatStore
 from .prices import PriceBook, prorate
-from .snapshots import Known, Snapshot, SnapshotCache, copy_pool
+from .snapshots import MAX_MEMO, Known, Snapshot, SnapshotCache, copy_pool
 from .terms import add_months, next_renewal
 
 T = TypeVar("T")
@@ -66,6 +66,7 @@ MAX_RENEWALS_AT_ONCE = 1200  # a hundred years of monthly terms
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_PAST_TERM_START = timedelta(days=10 * 365)  # an account migrated from an older system
 MAX_SEQUENCE = 2**62
+MAX_KEPT_CHECK = 16  # CheckSeats answers of up to this many ids are kept per account version
 
 
 def new_id(prefix: str) -> str:
@@ -974,9 +975,16 @@ class SeatDomain:
             for i, user_id in enumerate(user_ids):
                 check_id(f"user_ids[{i}]", user_id)
         snapshot, known = self._state(call, account_id, seats=user_ids)
+        key = ("check", hub, tuple(user_ids)) if len(user_ids) <= MAX_KEPT_CHECK else None
+        kept = snapshot.memo_get(key) if key else None
+        if kept is not None:  # the same question at the same version: the same answer object
+            return kept  # type: ignore[return-value]
         seats = known.seats
         tiers = [held[hub].tier if hub in held else None for held in map(seats.__getitem__, user_ids)]
-        return tiers, snapshot.version
+        answer = (tiers, snapshot.version)
+        if key:
+            snapshot.memo_put(key, answer, limit=MAX_MEMO // 2)
+        return answer
 
     # ---- upgrade (S6) -------------------------------------------------------------------
 

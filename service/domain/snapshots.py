@@ -50,9 +50,10 @@ class Snapshot:
     def memo_get(self, key: object) -> object | None:
         return self.memo.get(key)
 
-    def memo_put(self, key: object, value: object) -> None:
-        """Keeps a read result that reflects exactly this version (bounded)."""
-        if len(self.memo) < MAX_MEMO:
+    def memo_put(self, key: object, value: object, *, limit: int = MAX_MEMO) -> None:
+        """Keeps a read result that reflects exactly this version, while fewer than limit are
+        kept (a lower limit leaves room for the other kinds of result)."""
+        if len(self.memo) < limit:
             self.memo[key] = value
 
     def successor(self, account: Account, pools: dict[tuple[Hub, Tier], Pool], touched: set[str]) -> Snapshot:

@@ -11,7 +11,7 @@ from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
 from ..domain.errors import Kind, SeatError, invalid
-from ..domain.seats import NewAccount, SeatDomain
+from ..domain.seats import MAX_KEPT_CHECK, NewAccount, SeatDomain
 from ..events import EventHub
 from .common import (
     SYSTEM_SCOPE,
@@ -234,10 +234,17 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
 
     @rpc
     def CheckSeats(self, request: pb.CheckSeatsRequest, context: grpc.ServicerContext) -> pb.CheckSeatsResponse:
-        tiers, sequence = self.domain.check_seats(
+        answer = self.domain.check_seats(
             call_of(context), request.account_id, req_hub(request.hub), list(request.user_ids)
         )
-        return pb.CheckSeatsResponse(tiers=[t or 0 for t in tiers], sequence=sequence)  # type: ignore[misc]
+        tiers, sequence = answer
+
+        def build() -> pb.CheckSeatsResponse:
+            return pb.CheckSeatsResponse(tiers=[t or 0 for t in tiers], sequence=sequence)  # type: ignore[misc]
+
+        if len(tiers) > MAX_KEPT_CHECK:  # answers the use case does not keep are built each time
+            return build()
+        return self._replies.get("CheckSeats", answer, build)
 
     @rpc
     def UpgradeSubscription(
