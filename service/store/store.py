@@ -706,12 +706,6 @@ class Store:
             out.setdefault(user_id, []).append(SeatRef(Hub(hub), Tier(tier)))
         return {k: tuple(sorted(v, key=lambda s: s.hub)) for k, v in out.items()}
 
-    def existing_users(self, account_id: str, user_ids: list[str]) -> set[str]:
-        if not user_ids:
-            return set()
-        sql = self.sql.shaped("SELECT user_id FROM users WHERE account_id = ? AND user_id IN (@ids)", len(user_ids))
-        return {r[0] for r in self._rows(sql, (account_id, *user_ids))}
-
     def email_owner(self, account_id: str, email_key: str) -> str | None:
         rows = self._rows(self.sql.email_owner, (account_id, email_key))
         return rows[0][0] if rows else None
@@ -784,12 +778,6 @@ class Store:
             len(user_ids),
         )
         return self._rows(sql, (account_id, *user_ids))
-
-    def get_assignments(self, account_id: str, user_id: str) -> dict[Hub, Assignment]:
-        return {
-            Hub(h): Assignment(user_id, Hub(h), Tier(t), from_micros(at))
-            for _, h, t, at in self._assignment_rows(account_id, [user_id])
-        }
 
     def assignments_for(self, account_id: str, user_ids: list[str]) -> dict[tuple[str, Hub], Assignment]:
         return {
