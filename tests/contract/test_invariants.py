@@ -1,4 +1,4 @@
-"""The invariants I1..I6 of /work/shared/DOMAIN.md: after mixed sequences, under concurrency, on retries."""
+"""The invariants I1..I6 of docs/rules.md: after mixed sequences, under concurrency, on retries."""
 
 from __future__ import annotations
 

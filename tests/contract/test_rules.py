@@ -1,4 +1,4 @@
-"""The seat rules S1..S19 of /work/shared/DOMAIN.md, proved over a real channel, one test per rule edge."""
+"""The seat rules S1..S19 of docs/rules.md, proved over a real channel, one test per rule edge."""
 
 from __future__ import annotations
 
