@@ -5,6 +5,9 @@ the fast rule tests. Nothing here knows SQL.
 Unit of work: `write(fn)` runs fn in one transaction (retrying it whole after a transient
 failure, as Spanner's `run_in_transaction` does), `read(fn)` outside one, and
 `snapshot_read(account_id, fn)` in one read transaction that sees one committed state.
+`savepoint(fn)`, inside a write, runs fn so that if fn raises, what fn wrote (with the
+`after_commit` callbacks and `stage`d values it left) is undone and the exception goes on,
+while the rest of the transaction stays and may still commit.
 `after_commit(callback)` runs callback once the current write is durable, never if it rolls
 back; `stage(key, value)` hands a value to the later calls of the same transaction (several
 calls share one when commits are grouped), which find it with `staged(key)`. Every change
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from .model import Account, Assignment, Charge, Event, Hub, Pool, Tier, User
 
@@ -25,6 +28,7 @@ T = TypeVar("T")
 
 class UnitOfWork(Protocol):
     def write(self, fn: Callable[[], T], *, dry_run: bool = False) -> T: ...
+    def savepoint(self, fn: Callable[[], T]) -> T: ...
     def read(self, fn: Callable[[], T]) -> T: ...
     def snapshot_read(self, account_id: str, fn: Callable[[], T]) -> tuple[int, T]: ...
     def after_commit(self, callback: Callable[[], None]) -> None: ...
@@ -66,6 +70,14 @@ class Assignments(Protocol):
     ) -> list[Assignment]: ...
 
 
+class RequestRecord(NamedTuple):
+    """What a call that ran under a request id answered (I5): its response, or its refusal."""
+
+    fingerprint: str
+    response: bytes
+    refusal: str | None  # the refusal, encoded by the domain; None when the call succeeded
+
+
 class Ledger(Protocol):
     """The event log (I4), the charges (I6) and the request records (I5)."""
 
@@ -73,9 +85,17 @@ class Ledger(Protocol):
     def list_events(self, account_id: str, after: int, limit: int) -> list[Event]: ...
     def insert_charges(self, account_id: str, charges: list[Charge]) -> None: ...
     def charges_since(self, account_id: str, period_start: datetime) -> list[Charge]: ...
-    def find_request(self, scope: str, request_id: str, not_before: datetime) -> tuple[str, bytes] | None: ...
+    def find_request(self, scope: str, request_id: str, not_before: datetime) -> RequestRecord | None: ...
     def save_request(
-        self, scope: str, request_id: str, fingerprint: str, response: bytes, now: datetime, not_before: datetime
+        self,
+        scope: str,
+        request_id: str,
+        fingerprint: str,
+        response: bytes,
+        now: datetime,
+        not_before: datetime,
+        *,
+        refusal: str | None = None,
     ) -> None: ...
     def purge_requests(self, before: datetime) -> int: ...
 

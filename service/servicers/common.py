@@ -18,11 +18,14 @@ from google.type import money_pb2
 from seats.v1 import resources_pb2 as r
 
 from ..clock import Clock
-from ..domain.errors import Kind, SeatError, concurrent_change, invalid, unavailable
+from ..domain.errors import SeatError, concurrent_change, invalid, unavailable
 from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, Tier, User
 from ..domain.ports import SeatStore
+from ..domain.requests import SYSTEM_SCOPE as SYSTEM_SCOPE  # the scope of calls that name no account yet
+from ..domain.requests import run_once
 from ..domain.seats import AccountView, check_id
 from ..errors import internal_status, to_status
+from ..store.store import Fault, fault_of
 
 log = logging.getLogger("seats.rpc")
 M = TypeVar("M", bound=Message)
@@ -47,13 +50,19 @@ def call_of(context: grpc.ServicerContext, request_id: str = "") -> Call:
 
 
 def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-    """Ends the call with the status for exc: a domain refusal with its details, a store
-    failure as ABORTED or UNAVAILABLE, anything else as a logged INTERNAL."""
+    """Ends the call with the status for exc: a domain refusal with its details; a store
+    failure as ABORTED (a lost race), INVALID_ARGUMENT (values the database cannot take: the
+    caller's fault, never retried) or UNAVAILABLE (only a lost connection, a lock or a timeout);
+    anything else as a logged INTERNAL."""
+    fault = fault_of(exc) if isinstance(exc, pw.DatabaseError | pw.InterfaceError) else Fault.BUG
     if isinstance(exc, SeatError):
         error = exc
     elif isinstance(exc, pw.IntegrityError):
         error = concurrent_change()
-    elif isinstance(exc, pw.OperationalError | pw.InterfaceError):
+    elif fault is Fault.INPUT:  # input checks should have refused it first
+        log.warning("database refused a value of the request in %s", method, extra={"error": str(exc)})
+        error = invalid("request", "holds a value or a list larger than the service takes")
+    elif fault is Fault.OUTAGE:
         log.warning("database error", extra={"error": str(exc)})
         error = unavailable()
     else:
@@ -135,13 +144,12 @@ def req_tier(value: int, field: str = "tier") -> Tier:
 # ---- request ids (I5) -------------------------------------------------------------------
 
 
-SYSTEM_SCOPE = "system"  # the request-id scope of calls that name no account yet
-
-
 class Replay:
-    """Runs a mutating call once per request id: a retry with the same id and payload gets
-    the first response back, from the same transaction that made the effect; the same id
-    with another payload is refused (REQUEST_ID_REUSED)."""
+    """Runs a mutating call once per request id (AIP-155, I5): the call's unit of work looks
+    the id up under the account lock, after the actor check; a retry with the same id and
+    payload gets the first answer back (its response, or the rule refusal it met), from the
+    record kept in the same transaction as the effect; the same id with another payload is
+    refused (REQUEST_ID_REUSED). See service/domain/requests.py."""
 
     def __init__(self, store: SeatStore, clock: Clock, window: timedelta) -> None:
         self.store = store
@@ -159,6 +167,7 @@ class Replay:
         *,
         scope_field: str = "account_id",
     ) -> M:
+        """scope is the account the call acts on (named by scope_field), or SYSTEM_SCOPE."""
         if not call.request_id:
             return compute()
         if scope != SYSTEM_SCOPE:
@@ -170,28 +179,17 @@ class Replay:
         for part in (method.encode(), (call.actor or "").encode(), payload.SerializeToString(deterministic=True)):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
-        fingerprint = digest.hexdigest()
-
-        def once() -> M:
-            now = self.clock.now()
-            found = self.store.find_request(scope, call.request_id, now - self.window)
-            if found is not None:
-                if found[0] != fingerprint:
-                    raise SeatError(
-                        Kind.INVALID_ARGUMENT,
-                        "REQUEST_ID_REUSED",
-                        "this request_id was used for another request; use a new id for a new request",
-                        {"request_id": call.request_id},
-                        fields=[("request_id", "used for another request")],
-                    )
-                return response_type.FromString(found[1])
-            response = compute()
-            self.store.save_request(
-                scope, call.request_id, fingerprint, response.SerializeToString(), now, now - self.window
-            )
-            return response
-
-        return self.store.write(once)
+        return run_once(
+            self.store,
+            self.clock,
+            self.window,
+            scope,
+            call.request_id,
+            digest.hexdigest(),
+            compute,
+            encode=lambda response: response.SerializeToString(),
+            decode=response_type.FromString,
+        )
 
 
 # ---- replies built once -------------------------------------------------------------------

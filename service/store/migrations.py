@@ -133,4 +133,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "seat pool versions, for etags (AIP-154)",
         ("ALTER TABLE seat_pools ADD COLUMN version INTEGER NOT NULL DEFAULT 0",),
     ),
+    Migration(
+        3,
+        "request records keep refusals (I5)",
+        # The refusal a call that ran under a request id met, encoded by the domain; NULL when
+        # the call succeeded and response holds its answer (every record made before this).
+        ("ALTER TABLE request_records ADD COLUMN refusal TEXT",),
+    ),
 )

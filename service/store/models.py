@@ -131,6 +131,7 @@ def build_models(db: pw.Database) -> Models:
         request_id = pw.TextField()
         fingerprint = pw.TextField()
         response = pw.BlobField()
+        refusal = pw.TextField(null=True)
         create_time = pw.BigIntegerField()
 
         class Meta:

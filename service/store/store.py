@@ -19,11 +19,13 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -45,6 +47,7 @@ from ..domain.model import (
     Tier,
     User,
 )
+from ..domain.ports import RequestRecord
 from .migrations import MIGRATIONS, Migration
 from .models import build_models
 
@@ -65,6 +68,89 @@ class _Retry(Exception):
 
 class _DryRun(Exception):
     """Rolls back a validate-only transaction after it ran to the end."""
+
+
+# ---- what a database error means ------------------------------------------------------------
+
+
+class Fault(Enum):
+    """Whose fault a database error is, which decides its status code."""
+
+    INPUT = "input"
+    """The request's values do not fit (too many of them, a value too big or out of range):
+    INVALID_ARGUMENT, never retried. Input checks make these impossible; this is the backstop."""
+    OUTAGE = "outage"
+    """The database cannot serve now (a lost connection, a lock or a timeout, no resources):
+    retried by the store, then UNAVAILABLE."""
+    BUG = "bug"
+    """Anything else: a bug of the service, INTERNAL."""
+
+
+SQLITE_OUTAGE = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_INTERRUPT,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_NOLFS,
+}
+SQLITE_INPUT = {sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_RANGE}  # string or blob too big; bind index out of range
+SQLITE_INPUT_TEXT = (  # limits SQLite reports as a plain SQLITE_ERROR
+    "too many sql variables",
+    "too many terms in compound select",
+    "expression tree is too large",
+    "too many arguments on function",
+    "parser stack overflow",
+    "string or blob too big",
+    "integer overflow",
+)
+PG_INPUT_CLASSES = {"22", "54"}  # data exception (value out of range, too long, ...); program limit exceeded
+PG_OUTAGE_CLASSES = {"08", "53", "57", "58"}  # connection; insufficient resources; operator intervention
+# (shutdown, statement timeout); system error (I/O)
+PG_OUTAGE = {
+    "40001",  # serialization failure, after the store's retries
+    "40P01",  # deadlock, after the store's retries
+    "55P03",  # lock not available (lock timeout)
+    "25006",  # read-only transaction: a standby during a failover
+    "25P03",  # idle in transaction session timeout
+}
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's error a Peewee error wraps (Peewee keeps it as `orig`), else exc itself."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        return orig
+    return exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+
+
+def fault_of(exc: BaseException) -> Fault:
+    """Whose fault a database error (a Peewee error wrapping the driver's) is. Only connection,
+    lock and timeout failures are outages; values the database cannot take are the caller's."""
+    orig = driver_error(exc)
+    if isinstance(orig, OverflowError | ValueError):  # a value the driver could not bind (see _exec)
+        return Fault.INPUT
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+        if code in SQLITE_OUTAGE:
+            return Fault.OUTAGE
+        if code in SQLITE_INPUT or any(text in str(orig).lower() for text in SQLITE_INPUT_TEXT):
+            return Fault.INPUT
+        return Fault.BUG
+    pgcode = getattr(orig, "pgcode", None)
+    if isinstance(pgcode, str) and pgcode:
+        if pgcode[:2] in PG_INPUT_CLASSES:
+            return Fault.INPUT
+        if pgcode[:2] in PG_OUTAGE_CLASSES or pgcode in PG_OUTAGE:
+            return Fault.OUTAGE
+        return Fault.BUG
+    if isinstance(exc, pw.OperationalError | pw.InterfaceError):
+        return Fault.OUTAGE  # no answer from the server: the connection failed or was lost
+    return Fault.BUG
 
 
 def to_micros(t: datetime) -> int:
@@ -207,15 +293,16 @@ class Sql:
             "ORDER BY charge_time, charge_id"
         )
         self.find_request = self.q(
-            "SELECT fingerprint, response FROM request_records WHERE scope = ? AND request_id = ? AND create_time >= ?"
+            "SELECT fingerprint, response, refusal FROM request_records "
+            "WHERE scope = ? AND request_id = ? AND create_time >= ?"
         )
         # One statement records a first result, or replaces an expired record of the same id;
         # an unexpired twin leaves it unchanged (no row counted): the caller lost a race.
         self.save_request = self.q(
-            "INSERT INTO request_records (scope, request_id, fingerprint, response, create_time) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, request_id) DO UPDATE SET "
-            "fingerprint = excluded.fingerprint, response = excluded.response, create_time = excluded.create_time "
-            "WHERE request_records.create_time < ?"
+            "INSERT INTO request_records (scope, request_id, fingerprint, response, refusal, create_time) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, request_id) DO UPDATE SET "
+            "fingerprint = excluded.fingerprint, response = excluded.response, refusal = excluded.refusal, "
+            "create_time = excluded.create_time WHERE request_records.create_time < ?"
         )
         self.purge_requests = self.q("DELETE FROM request_records WHERE create_time < ?")
 
@@ -302,14 +389,21 @@ class Store:
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Runs a statement now, after the writes deferred before it, in the same round trip."""
         pending: list[tuple[str, Sequence[Any]]] | None = getattr(self._local, "pending", None)
+        deferred: list[tuple[str, Sequence[Any]]] = []
         if pending:
+            deferred = list(pending)
             pending.append((sql, params))
             sql = "; ".join(q for q, _ in pending)
             params = [p for _, ps in pending for p in ps]
             pending.clear()
-        with EXCEPTION_WRAPPER:
-            cursor = self.db.cursor()
-            cursor.execute(sql, params)
+        try:
+            with EXCEPTION_WRAPPER:
+                cursor = self.db.cursor()
+                cursor.execute(sql, params)
+        except (OverflowError, ValueError) as exc:
+            if pending is not None:
+                pending[:0] = deferred
+            raise self._unbound(exc) from exc
         return cursor
 
     def _defer(self, sql: str, params: Sequence[Any], *, item: tuple[str, Sequence[Any]] | None = None) -> None:
@@ -337,8 +431,18 @@ class Store:
             head, _, values = sql.partition(" VALUES ")
             self._defer(f"{head} VALUES {', '.join([values] * len(rows))}", [p for row in rows for p in row])
             return
-        with EXCEPTION_WRAPPER:
-            self.db.cursor().executemany(sql, rows)
+        try:
+            with EXCEPTION_WRAPPER:
+                self.db.cursor().executemany(sql, rows)
+        except (OverflowError, ValueError) as exc:
+            raise self._unbound(exc) from exc
+
+    @staticmethod
+    def _unbound(exc: Exception) -> pw.DataError:
+        """The driver could not bind a value (an integer beyond 64 bits, a NUL, a lone surrogate)
+        and sent nothing (the statements deferred before it stay pending, the call's savepoint
+        among them): a data error, the caller's fault (see fault_of)."""
+        return pw.DataError(exc)
 
     # ---- transactions -------------------------------------------------------------------
 
@@ -421,8 +525,10 @@ class Store:
                 if attempt < MAX_ATTEMPTS:
                     continue
                 job.error = concurrent_change()
-            except (pw.OperationalError, pw.InterfaceError, pw.InternalError):
-                raise  # the transaction itself is in trouble: the whole group is retried
+            except (pw.OperationalError, pw.InterfaceError, pw.InternalError) as exc:
+                if fault_of(exc) is not Fault.INPUT:
+                    raise  # the transaction itself is in trouble: the whole group is retried
+                job.error = exc  # the call's own values do not fit: it fails alone, not retried
             except BaseException as exc:
                 job.error = exc
             finally:
@@ -434,9 +540,34 @@ class Store:
                 self._defer("RELEASE SAVEPOINT call", ())
             return
 
-    def _undo(self, savepoint: tuple[str, Sequence[Any]]) -> None:
-        """Rolls the current call back to its savepoint; its statements not sent yet are dropped
-        (all of them, with the savepoint itself, if none was sent)."""
+    def savepoint(self, fn: Callable[[], T]) -> T:
+        """Inside a write call: runs fn in a savepoint of its own. If fn raises, its writes, and
+        the after-commit callbacks and staged values it left, are undone and the exception goes
+        on; the call goes on and may still commit. On PostgreSQL the savepoint statements travel
+        with the call's own, and a savepoint whose writes were not sent yet is undone by
+        dropping them: no round trip of its own either way."""
+        job: _Job | None = getattr(self._local, "job", None)
+        if job is None:
+            raise RuntimeError("savepoint needs a write transaction")
+        after, staged = len(job.after), dict(job.staged)
+        savepoint = ("SAVEPOINT work", ())
+        self._defer(*savepoint, item=savepoint)
+        try:
+            result = fn()
+        except (pw.OperationalError, pw.InterfaceError, pw.InternalError):
+            raise  # the transaction itself is in trouble: the whole group is retried
+        except BaseException:
+            del job.after[after:]
+            job.staged = staged
+            self._undo(savepoint, "work")
+            raise
+        self._defer("RELEASE SAVEPOINT work", ())
+        return result
+
+    def _undo(self, savepoint: tuple[str, Sequence[Any]], name: str = "call") -> None:
+        """Rolls back to a savepoint of the current call (its own, or a savepoint inside it);
+        the statements not sent yet after it are dropped (with the savepoint itself, if it was
+        not sent either)."""
         pending: list[tuple[str, Sequence[Any]]] | None = self._local.pending
         if pending is not None:
             for i, item in enumerate(pending):
@@ -444,8 +575,8 @@ class Store:
                     del pending[i:]
                     return
             pending.clear()
-        self._exec("ROLLBACK TO SAVEPOINT call")
-        self._defer("RELEASE SAVEPOINT call", ())
+        self._exec(f"ROLLBACK TO SAVEPOINT {name}")
+        self._defer(f"RELEASE SAVEPOINT {name}", ())
 
     @staticmethod
     def _backoff(attempt: int) -> None:
@@ -484,7 +615,9 @@ class Store:
         return self.read(run)
 
     def _transient(self, exc: Exception) -> bool:
-        orig = exc.args[0] if exc.args else exc
+        if fault_of(exc) is Fault.INPUT:
+            return False  # the same values fail the same way again
+        orig = driver_error(exc)
         if self.dialect == "sqlite":
             text = str(orig).lower()
             return "locked" in text or "busy" in text
@@ -498,9 +631,8 @@ class Store:
     def _connection_lost(self, exc: Exception) -> bool:
         if self.dialect != "postgres":
             return False
-        orig = exc.args[0] if exc.args else exc
-        if getattr(orig, "pgcode", None):
-            return False
+        if getattr(driver_error(exc), "pgcode", None) and fault_of(exc) is not Fault.OUTAGE:
+            return False  # the server answered about the statement: the connection works
         try:
             return self.db.is_closed() or not self.db.is_connection_usable()
         except Exception:
@@ -931,19 +1063,27 @@ class Store:
 
     # ---- request records (I5) -----------------------------------------------------------
 
-    def find_request(self, scope: str, request_id: str, not_before: datetime) -> tuple[str, bytes] | None:
+    def find_request(self, scope: str, request_id: str, not_before: datetime) -> RequestRecord | None:
         rows = self._rows(self.sql.find_request, (scope, request_id, to_micros(not_before)))
-        return (rows[0][0], bytes(rows[0][1])) if rows else None
+        return RequestRecord(rows[0][0], bytes(rows[0][1]), rows[0][2]) if rows else None
 
     def save_request(
-        self, scope: str, request_id: str, fingerprint: str, response: bytes, now: datetime, not_before: datetime
+        self,
+        scope: str,
+        request_id: str,
+        fingerprint: str,
+        response: bytes,
+        now: datetime,
+        not_before: datetime,
+        *,
+        refusal: str | None = None,
     ) -> None:
-        """Records a first result, replacing an expired record of the same id. Losing a race
-        to a twin call rolls this one back and runs it again, so that it finds and returns
-        the twin's result instead of making a second effect."""
+        """Records a first result (a response, or a refusal), replacing an expired record of
+        the same id. Losing a race to a twin call rolls this one back and runs it again, so
+        that it finds and returns the twin's result instead of making a second effect."""
         saved = self._exec(
             self.sql.save_request,
-            (scope, request_id, fingerprint, response, to_micros(now), to_micros(not_before)),
+            (scope, request_id, fingerprint, response, refusal, to_micros(now), to_micros(not_before)),
         ).rowcount
         if saved != 1:
             raise _Retry

@@ -3,7 +3,8 @@ fast rule tests. It keeps the promises of the Peewee store (service/store/store.
 rely on:
 
 - a write is one transaction on the live tables, undone on any exception and at the end of a dry
-  run; nested writes join the outer one; `after_commit` callbacks run once the outermost write
+  run; nested writes join the outer one; `savepoint` undoes only its own part (tables and
+  after-commit callbacks) when it raises; `after_commit` callbacks run once the outermost write
   committed, never after a rollback or a dry run; one write at a time (a lock); reads, and
   statements called outside a write, wait for a running write to end, so they see committed
   rows only;
@@ -32,6 +33,7 @@ from typing import Any, TypeVar, cast
 import peewee as pw
 
 from service.domain.model import Account, Assignment, Charge, Event, Hub, Pool, SeatRef, Tier, User
+from service.domain.ports import RequestRecord
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,6 +77,7 @@ class ChargeRow:
 class RequestRow:
     fingerprint: str
     response: bytes
+    refusal: str | None
     create_time: datetime
 
 
@@ -153,6 +156,21 @@ class MemoryStore:
                 return result, []
             return result, callbacks
         raise RuntimeError("a write call lost too many races")
+
+    def savepoint(self, fn: Callable[[], T]) -> T:
+        """Inside a write: if fn raises, the tables are as they were before it, the after-commit
+        callbacks it added are dropped, and the exception goes on; the write goes on."""
+        callbacks = self._callbacks()
+        if callbacks is None:
+            raise RuntimeError("savepoint needs a write transaction")
+        with self._lock:
+            saved, count = copy.deepcopy(self.tables), len(callbacks)
+            try:
+                return fn()
+            except BaseException:
+                self.tables = saved
+                del callbacks[count:]
+                raise
 
     def _callbacks(self) -> list[Callable[[], None]] | None:
         callbacks: list[Callable[[], None]] | None = getattr(self._local, "callbacks", None)
@@ -454,22 +472,31 @@ class MemoryStore:
     # ---- request records (I5) -------------------------------------------------------------
 
     @_statement
-    def find_request(self, scope: str, request_id: str, not_before: datetime) -> tuple[str, bytes] | None:
+    def find_request(self, scope: str, request_id: str, not_before: datetime) -> RequestRecord | None:
         row = self.tables.requests.get((scope, request_id))
         if row is None or row.create_time < not_before:
             return None
-        return row.fingerprint, row.response
+        return RequestRecord(row.fingerprint, row.response, row.refusal)
 
     @_statement
     def save_request(
-        self, scope: str, request_id: str, fingerprint: str, response: bytes, now: datetime, not_before: datetime
+        self,
+        scope: str,
+        request_id: str,
+        fingerprint: str,
+        response: bytes,
+        now: datetime,
+        not_before: datetime,
+        *,
+        refusal: str | None = None,
     ) -> None:
-        """Records a first result, or replaces an expired one; an unexpired twin means this call
-        lost a race: the write runs again (and finds the twin's result)."""
+        """Records a first result (a response, or a refusal), or replaces an expired one; an
+        unexpired twin means this call lost a race: the write runs again (and finds the twin's
+        result)."""
         row = self.tables.requests.get((scope, request_id))
         if row is not None and row.create_time >= not_before:
             raise _Retry
-        self.tables.requests[(scope, request_id)] = RequestRow(fingerprint, bytes(response), now)
+        self.tables.requests[(scope, request_id)] = RequestRow(fingerprint, bytes(response), refusal, now)
 
     @_statement
     def purge_requests(self, before: datetime) -> int:

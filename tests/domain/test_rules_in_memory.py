@@ -42,6 +42,7 @@ from service.domain.model import (
 )
 from service.domain.ports import SeatStore
 from service.domain.prices import PriceBook
+from service.domain.requests import run_once
 from service.domain.seats import NewAccount, SeatDomain, UserChanges
 from tests.domain.memory_store import MemoryStore
 
@@ -1361,18 +1362,11 @@ def test_i4_concurrent_writers_all_land_with_a_gapless_log(store: MemoryStore, c
 
 def _replay(store: MemoryStore, clock: ManualClock, scope: str, request_id: str, compute: Callable[[], bytes]) -> bytes:
     """What the servicers do with a request id (service/servicers/common.py, Replay): in one write,
-    the first result of the id, or the call and its result recorded."""
-
-    def once() -> bytes:
-        now = clock.now()
-        found = store.find_request(scope, request_id, now - timedelta(hours=24))
-        if found is not None:
-            return found[1]
-        response = compute()
-        store.save_request(scope, request_id, "fingerprint", response, now, now - timedelta(hours=24))
-        return response
-
-    return store.write(once)
+    the use case looks the id up once it holds the account and checked the actor, and answers
+    the first result of the id, or runs and its result is recorded."""
+    return run_once(
+        store, clock, timedelta(hours=24), scope, request_id, "fingerprint", compute, lambda b: b, lambda b: b
+    )
 
 
 def test_i5_a_retried_request_has_its_effect_once_and_returns_the_first_result(

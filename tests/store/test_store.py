@@ -187,7 +187,7 @@ def test_migration_2_upgrades_a_version_1_database(backend: str, tmp_path_factor
             "INSERT INTO seat_pools (account_id, hub, tier, included, purchased, assigned, pending_removal) "
             "VALUES ('acc_1', 1, 2, 1, 3, 2, 1)"
         )
-        assert old.migrate() == [2]
+        assert old.migrate(target=2) == [2]
         pool = old.load_pools("acc_1")[(Hub.SALES, Tier.STARTER)]
         assert (pool.purchased, pool.assigned, pool.pending_removal, pool.version) == (3, 2, 1, 0)
         assert old.schema_version() == 2
