@@ -287,6 +287,57 @@ def page_tokens(world: World, kind: str) -> SearchStrategy[str]:
         tampered_tokens(world, kind),
         st.binary(max_size=40).map(_b64),
         json_values().map(lambda v: _b64(json.dumps(v).encode())),
+        forged_tokens(world, kind),
+        oversized_tokens(),
+    )
+
+
+def _forged(token: str, key_json: str) -> str:
+    """A token with the filter digest of one the server issued (the digest is no secret) and any
+    key, given as JSON text (so that it may hold what json.dumps cannot make, such as deep nesting)."""
+    digest = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["f"]
+    return _b64(('{"k":' + key_json + ',"f":' + json.dumps(digest) + "}").encode())
+
+
+def beyond_64_bits() -> SearchStrategy[int]:
+    return st.one_of(
+        st.sampled_from([INT64_MAX + 1, 2**64, 2**70, INT64_MIN - 1, -(2**70), 10**300]),
+        st.integers(min_value=INT64_MAX + 1),
+        st.integers(max_value=INT64_MIN - 1),
+    )
+
+
+SURROGATES = ["\\ud800", "x\\udfff", "\\udbff\\udc00", "\\u0000", "\\u2028"]
+"""JSON escapes of text that is no id: lone surrogates, a pair, NUL, a line separator."""
+
+
+def forged_keys(world: World) -> SearchStrategy[str]:
+    """Keys of forged page tokens, as JSON text: numbers beyond 64 bits, [id, number] pairs of every
+    range, ids and junk, escapes of text no database takes, deep nesting, and any JSON value."""
+    real_ids = st.sampled_from(world.user_ids)
+    texts = st.one_of(real_ids.map(json.dumps), junk_text().map(json.dumps), st.sampled_from(SURROGATES).map(
+        lambda escaped: f'"{escaped}"'))
+    numbers = st.one_of(beyond_64_bits(), int64s(), hubs()).map(str)
+    return st.one_of(
+        numbers,
+        texts,
+        st.builds(lambda key, number: f"[{key}, {number}]", texts, numbers),
+        st.builds(lambda key, number: f"[{key}, {number}]", real_ids.map(json.dumps), st.sampled_from(["1", "2"])),
+        st.integers(1, 60_000).map(lambda n: "[" * n + "]" * n),
+        json_values().map(json.dumps),
+    )
+
+
+def forged_tokens(world: World, kind: str) -> SearchStrategy[str]:
+    return st.builds(lambda key: _forged(world.tokens[kind], key), forged_keys(world))
+
+
+def oversized_tokens() -> SearchStrategy[str]:
+    """Tokens far beyond any the server issues: long, and nested brackets (raw and encoded)."""
+    return st.one_of(
+        st.integers(1000, 200_000).map(lambda n: "A" * n),
+        st.integers(1, 60_000).map(lambda n: "[" * n),
+        st.integers(1, 60_000).map(lambda n: _b64(b"[" * n)),
     )
 
 
@@ -459,7 +510,10 @@ def CreateAccount(w: World) -> SearchStrategy[Message]:
         s.CreateAccountRequest,
         display_name=(st.just("Acme"), junk_text()),
         owner_email=(st.builds(unique_email), emails()),
-        subscriptions=(st.lists(valid_subscription, max_size=2), st.lists(junk_subscription, max_size=4)),
+        subscriptions=(st.lists(valid_subscription, max_size=2), st.one_of(
+            st.lists(junk_subscription, max_size=4),
+            st.builds(lambda sub, n: [sub] * n, valid_subscription, st.sampled_from([1000, 1001])),  # the cap
+        )),
         term_months=(st.sampled_from([1, 12]), st.one_of(st.sampled_from([0, -1, 2, 24]), int32s())),
         term_start=(st.none(), timestamps()),
         request_id=a_request_id(),
@@ -595,7 +649,10 @@ def UpgradeSubscription(w: World) -> SearchStrategy[Message]:
         hub=a_hub(),
         tier=a_tier(),
         purchased_seats=(st.integers(0, 3), int32s()),
-        assign_user_ids=(st.lists(a_user(w)[0], max_size=2, unique=True), st.lists(a_user(w)[1], max_size=3)),
+        assign_user_ids=(st.lists(a_user(w)[0], max_size=2, unique=True), st.one_of(
+            st.lists(a_user(w)[1], max_size=3),
+            st.sampled_from([1000, 1001, 250_000]).map(lambda n: [f"u{i}" for i in range(n)]),  # the cap and beyond
+        )),
         request_id=a_request_id(),
         validate_only=a_flag(),
     )
@@ -633,7 +690,10 @@ def CreateUser(w: World) -> SearchStrategy[Message]:
         email=(st.builds(unique_email), emails()),
         display_name=(st.sampled_from(["", "Pat", "Zoë 😀"]), junk_text()),
         permissions=(permissions(), permissions()),
-        seats=(st.lists(a_seat(), max_size=2, unique_by=lambda seat: seat.hub), st.lists(junk_seat(), max_size=3)),
+        seats=(st.lists(a_seat(), max_size=2, unique_by=lambda seat: seat.hub), st.one_of(
+            st.lists(junk_seat(), max_size=3),
+            st.builds(lambda seat, n: [seat] * n, a_seat(), st.sampled_from([1000, 1001])),  # the cap
+        )),
         purchase_if_needed=a_flag(),
         request_id=a_request_id(),
     )
@@ -805,6 +865,35 @@ PINNED: dict[str, Callable[[World], Attempt]] = {
         account_id=w.tenant.id, page_token=_token(w, "events", []))),
     "ListUsers-token-key-nul": lambda w: _call("users", u.ListUsersRequest(
         account_id=w.tenant.id, page_token=_token(w, "users", NUL))),
+    # Forged tokens (the filter digest is no secret): a key beyond 64 bits (OverflowError on SQLite),
+    # 50,000 nested brackets (RecursionError), a lone surrogate.
+    "ListSeatAssignments-token-key-2**70": lambda w: _call("seats", s.ListSeatAssignmentsRequest(
+        account_id=w.tenant.id, page_token=_token(w, "assignments", [w.plain, 2**70]))),
+    "ListSeatEvents-token-key-2**70": lambda w: _call("seats", s.ListSeatEventsRequest(
+        account_id=w.tenant.id, page_token=_token(w, "events", 2**70))),
+    "ListUsers-token-key-2**70": lambda w: _call("users", u.ListUsersRequest(
+        account_id=w.tenant.id, page_token=_token(w, "users", 2**70)), w.tenant.owner_id),
+    "ListUsers-token-key-surrogate": lambda w: _call("users", u.ListUsersRequest(
+        account_id=w.tenant.id, page_token=_token(w, "users", "\ud800")), w.tenant.owner_id),
+    "ListSeatAssignments-token-key-nested": lambda w: _call("seats", s.ListSeatAssignmentsRequest(
+        account_id=w.tenant.id, page_token=_forged(w.tokens["assignments"], "[" * 50_000 + "]" * 50_000))),
+    "ListSeatEvents-token-nested": lambda w: _call("seats", s.ListSeatEventsRequest(
+        account_id=w.tenant.id, page_token=_b64(b"[" * 50_000))),
+    "ListUsers-token-nested-raw": lambda w: _call("users", u.ListUsersRequest(
+        account_id=w.tenant.id, page_token="[" * 50_000), w.tenant.owner_id),
+    # 250,000 ids ("too many SQL variables" on SQLite, answered UNAVAILABLE); 1,001 entries of each list.
+    "UpgradeSubscription-250000-assign_user_ids": lambda w: _call("seats", s.UpgradeSubscriptionRequest(
+        account_id=w.tenant.id, hub=SERVICE, tier=ENTERPRISE, assign_user_ids=[f"u{i}" for i in range(250_000)],
+        validate_only=True), w.tenant.owner_id),
+    "UpgradeSubscription-1001-assign_user_ids": lambda w: _call("seats", s.UpgradeSubscriptionRequest(
+        account_id=w.tenant.id, hub=SERVICE, tier=ENTERPRISE, assign_user_ids=[f"u{i}" for i in range(1001)],
+        request_id=RID), w.tenant.owner_id),
+    "CreateAccount-1001-subscriptions": lambda w: _call("seats", s.CreateAccountRequest(
+        display_name="Acme", owner_email=unique_email(), term_months=1,
+        subscriptions=[r.Subscription(hub=SALES, tier=STARTER)] * 1001)),
+    "CreateUser-1001-seats": lambda w: _call("users", u.CreateUserRequest(
+        account_id=w.tenant.id, email=unique_email(), seats=[r.SeatRef(hub=SALES, tier=STARTER)] * 1001),
+        w.tenant.owner_id),
 }
 
 
@@ -844,6 +933,65 @@ def test_a_pinned_input_is_ok_or_a_documented_refusal(world: World, name: str) -
         except AssertionError as failure:
             raise AssertionError(f"{attempt!r} as {attempt.actor or 'a system call'}: {failure}") from None
     check_account_is_sound(world)
+
+
+PAGED: dict[str, tuple[str, str, Callable[[World, str, int], Message]]] = {
+    "ListUsers": ("users", "users", lambda w, token, size: u.ListUsersRequest(
+        account_id=w.tenant.id, page_size=size, page_token=token)),
+    "ListSeatAssignments": ("seats", "assignments", lambda w, token, size: s.ListSeatAssignmentsRequest(
+        account_id=w.tenant.id, page_size=size, page_token=token)),
+    "ListSeatEvents": ("seats", "events", lambda w, token, size: s.ListSeatEventsRequest(
+        account_id=w.tenant.id, page_size=size, page_token=token)),
+}
+"""Every RPC that takes a page token: (service, the list's token kind, a request with the filters the
+world's tokens were issued for)."""
+
+
+def test_every_paged_rpc_is_searched_with_forged_tokens() -> None:
+    paged = {
+        method.name
+        for module in (seat_service_pb2, user_service_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+        if "page_token" in method.input_type.fields_by_name
+    }
+    assert paged == set(PAGED)
+
+
+def any_tokens(world: World, kind: str) -> SearchStrategy[str]:
+    """Arbitrary strings, arbitrary bytes encoded as a token would be, and forged tokens."""
+    return st.one_of(
+        st.text(),
+        st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="),
+        st.binary(max_size=1200).map(_b64),
+        forged_tokens(world, kind),
+        forged_tokens(world, kind),
+        oversized_tokens(),
+        page_tokens(world, kind),
+    )
+
+
+@pytest.mark.parametrize("method", sorted(PAGED))
+def test_a_page_token_is_answered_ok_or_invalid_argument(world: World, method: str) -> None:
+    """Whatever token a member of the account sends to a paged RPC with the token's own filters: OK,
+    or INVALID_ARGUMENT INVALID_FIELD naming page_token (never INTERNAL, UNAVAILABLE or another code)."""
+    service, kind, build = PAGED[method]
+    outcomes: dict[str, int] = {}
+
+    @settings(EXAMPLE_SETTINGS, max_examples=EXAMPLES * 2)
+    @given(token=any_tokens(world, kind), size=st.integers(0, 3))
+    def answer(token: str, size: int) -> None:
+        err = invoke(world, Attempt(service, method, build(world, token, size), world.tenant.owner_id))
+        if err is None:
+            outcomes["OK"] = outcomes.get("OK", 0) + 1
+            return
+        said = f"{err.code()} {err.details()!r} for token {_short(token)}"
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, said
+        assert reason_of(err) == "INVALID_FIELD", said
+        outcomes["INVALID_ARGUMENT"] = outcomes.get("INVALID_ARGUMENT", 0) + 1
+
+    answer()
+    assert set(outcomes) == {"OK", "INVALID_ARGUMENT"}, outcomes
 
 
 def test_the_examples_reach_rule_refusals_as_well_as_input_refusals(world: World) -> None:

@@ -79,7 +79,7 @@ class CreateAccountRequest(_message.Message):
     """Display name of the owner user; default the owner's email."""
     @_builtins.property
     def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Subscription]:
-        """One subscription per hub and tier; purchased_seats may be 0."""
+        """One subscription per hub and tier; purchased_seats may be 0. At most 1000 entries."""
 
     @_builtins.property
     def term_start(self) -> _timestamp_pb2.Timestamp:
@@ -676,8 +676,8 @@ class BatchUpdateSeatAssignmentsRequest(_message.Message):
     """Idempotency key (AIP-155)."""
     @_builtins.property
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeatChange]:
-        """The changes; at most one per user and hub. Seats freed by the batch count
-        before seats taken by it, so the batch is judged on its final state.
+        """The changes; at most one per user and hub, and at most 1000 entries. Seats freed by
+        the batch count before seats taken by it, so the batch is judged on its final state.
         """
 
     def __init__(
@@ -883,7 +883,9 @@ class UpgradeSubscriptionRequest(_message.Message):
     """Check and price the upgrade without making it."""
     @_builtins.property
     def assign_user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Users to give a seat of the new tier; a seat they hold in the hub moves."""
+        """Users to give a seat of the new tier; a seat they hold in the hub moves. Each user
+        at most once; at most 1000 entries.
+        """
 
     def __init__(
         self,

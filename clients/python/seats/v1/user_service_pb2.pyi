@@ -49,7 +49,7 @@ class CreateUserRequest(_message.Message):
 
     @_builtins.property
     def seats(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.SeatRef]:
-        """Seats to give at once: at most one per hub (S16)."""
+        """Seats to give at once: at most one per hub (S16); at most 1000 entries."""
 
     def __init__(
         self,
@@ -233,7 +233,11 @@ class UpdateUserRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to change: email, display_name, permissions (or permissions.super_admin,
-        permissions.edit_billing, permissions.account_access). Empty: all of them.
+        permissions.edit_billing, permissions.account_access); `*` replaces all of them.
+        Empty (AIP-134): only the fields populated in `user` change: a non-empty email or
+        display_name, and each permission set to true. A proto3 bool has no presence, so a
+        false permission is not populated and stays as it is: to take a permission away,
+        name it in the mask.
         """
 
     def __init__(

@@ -70,7 +70,8 @@ class UserServiceServicer:
 
     def CreateUser(self, request, context):
         """Creates a user, optionally with a Sales and/or a Service seat (S15, S16).
-        Needs account access (S12). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
+        Needs account access (S12), and every permission it grants (S20): PERMISSION_DENIED
+        (PERMISSION_MISSING). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,7 +93,9 @@ class UserServiceServicer:
 
     def UpdateUser(self, request, context):
         """Changes email, display name or permissions (AIP-134). ABORTED (ETAG_MISMATCH) for a
-        stale etag. Needs account access; granting super admin needs a super admin.
+        stale etag. Needs account access, and every permission it grants or removes; a super admin
+        is changed only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING), the owner only by
+        the owner (PERMISSION_DENIED, OWNER_ONLY) (S20).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +103,8 @@ class UserServiceServicer:
 
     def DeleteUser(self, request, context):
         """Deletes a user. FAILED_PRECONDITION (USER_HOLDS_SEATS) while it holds a seat (S10).
+        A super admin is deleted only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING);
+        the owner never, and another user gets PERMISSION_DENIED (OWNER_ONLY) (S20).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,8 @@ class UserServiceStub:
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
     CreateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.CreateUserRequest, _user_service_pb2.CreateUserResponse]
     """Creates a user, optionally with a Sales and/or a Service seat (S15, S16).
-    Needs account access (S12). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
+    Needs account access (S12), and every permission it grants (S20): PERMISSION_DENIED
+    (PERMISSION_MISSING). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetUserRequest, _user_service_pb2.GetUserResponse]
     """Returns a user with its seats. NOT_FOUND (USER_NOT_FOUND)."""
@@ -45,10 +46,15 @@ class UserServiceStub:
     """Lists users, ordered by user id, optionally only those holding a seat of a hub."""
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.UpdateUserRequest, _user_service_pb2.UpdateUserResponse]
     """Changes email, display name or permissions (AIP-134). ABORTED (ETAG_MISMATCH) for a
-    stale etag. Needs account access; granting super admin needs a super admin.
+    stale etag. Needs account access, and every permission it grants or removes; a super admin
+    is changed only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING), the owner only by
+    the owner (PERMISSION_DENIED, OWNER_ONLY) (S20).
     """
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeleteUserRequest, _user_service_pb2.DeleteUserResponse]
-    """Deletes a user. FAILED_PRECONDITION (USER_HOLDS_SEATS) while it holds a seat (S10)."""
+    """Deletes a user. FAILED_PRECONDITION (USER_HOLDS_SEATS) while it holds a seat (S10).
+    A super admin is deleted only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING);
+    the owner never, and another user gets PERMISSION_DENIED (OWNER_ONLY) (S20).
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -59,7 +65,8 @@ class UserServiceAsyncStub(UserServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.CreateUserRequest, _user_service_pb2.CreateUserResponse]  # type: ignore[assignment]
     """Creates a user, optionally with a Sales and/or a Service seat (S15, S16).
-    Needs account access (S12). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
+    Needs account access (S12), and every permission it grants (S20): PERMISSION_DENIED
+    (PERMISSION_MISSING). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetUserRequest, _user_service_pb2.GetUserResponse]  # type: ignore[assignment]
     """Returns a user with its seats. NOT_FOUND (USER_NOT_FOUND)."""
@@ -67,10 +74,15 @@ class UserServiceAsyncStub(UserServiceStub):
     """Lists users, ordered by user id, optionally only those holding a seat of a hub."""
     UpdateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.UpdateUserRequest, _user_service_pb2.UpdateUserResponse]  # type: ignore[assignment]
     """Changes email, display name or permissions (AIP-134). ABORTED (ETAG_MISMATCH) for a
-    stale etag. Needs account access; granting super admin needs a super admin.
+    stale etag. Needs account access, and every permission it grants or removes; a super admin
+    is changed only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING), the owner only by
+    the owner (PERMISSION_DENIED, OWNER_ONLY) (S20).
     """
     DeleteUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeleteUserRequest, _user_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
-    """Deletes a user. FAILED_PRECONDITION (USER_HOLDS_SEATS) while it holds a seat (S10)."""
+    """Deletes a user. FAILED_PRECONDITION (USER_HOLDS_SEATS) while it holds a seat (S10).
+    A super admin is deleted only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING);
+    the owner never, and another user gets PERMISSION_DENIED (OWNER_ONLY) (S20).
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """The users of an account. Creating a user grants no seat unless asked (S15, S16).
@@ -84,7 +96,8 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.CreateUserResponse, _abc.Awaitable[_user_service_pb2.CreateUserResponse]]:
         """Creates a user, optionally with a Sales and/or a Service seat (S15, S16).
-        Needs account access (S12). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
+        Needs account access (S12), and every permission it grants (S20): PERMISSION_DENIED
+        (PERMISSION_MISSING). ALREADY_EXISTS (EMAIL_TAKEN) for a known email.
         """
 
     @_abc_1.abstractmethod
@@ -110,7 +123,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.UpdateUserResponse, _abc.Awaitable[_user_service_pb2.UpdateUserResponse]]:
         """Changes email, display name or permissions (AIP-134). ABORTED (ETAG_MISMATCH) for a
-        stale etag. Needs account access; granting super admin needs a super admin.
+        stale etag. Needs account access, and every permission it grants or removes; a super admin
+        is changed only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING), the owner only by
+        the owner (PERMISSION_DENIED, OWNER_ONLY) (S20).
         """
 
     @_abc_1.abstractmethod
@@ -119,6 +134,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.DeleteUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.DeleteUserResponse, _abc.Awaitable[_user_service_pb2.DeleteUserResponse]]:
-        """Deletes a user. FAILED_PRECONDITION (USER_HOLDS_SEATS) while it holds a seat (S10)."""
+        """Deletes a user. FAILED_PRECONDITION (USER_HOLDS_SEATS) while it holds a seat (S10).
+        A super admin is deleted only by a super admin (PERMISSION_DENIED, PERMISSION_MISSING);
+        the owner never, and another user gets PERMISSION_DENIED (OWNER_ONLY) (S20).
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
