@@ -1,4 +1,4 @@
-"""The seat rules (S1..S19) over the store. Every write runs as one unit of work inside one
+"""The seat rules (S1..S20) over the store. Every write runs as one unit of work inside one
 store transaction: lock the account, apply a due renewal, check the actor, change pools and
 assignments, append one event per change (I4), commit. No gRPC here."""
 
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ..clock import Clock
-from . import paging
+from . import paging, requests
 from .errors import (
     Kind,
     SeatError,
@@ -239,21 +239,32 @@ class SeatDomain:
         users: Iterable[str] = (),
     ) -> T:
         """Runs work as one unit of work on the account: users names the users whose rows and
-        seats it reads (the actor is always read)."""
+        seats it reads (the actor is always read). A call's request id is checked once the
+        account is locked and the actor may make the call, and a rule refusal of the work is
+        kept with it (see requests.py)."""
 
         def run() -> T:
             unit = self._open(call, account_id, need=need, what=what, users=users)
-            result = work(unit)
-            self._finish(unit)
-            return result
+            request = None if dry_run else requests.current()
+            if request is None:
+                return self._apply(unit, work)
+            requests.check(self.store, request, account_id)
+            return requests.keeping(self.store, request, lambda: self._apply(unit, work))
 
         return self.store.write(run, dry_run=dry_run)
+
+    def _apply(self, unit: Unit, work: Callable[[Unit], T]) -> T:
+        """A due renewal first, then the work, then the unit saved."""
+        self._renew_if_due(unit)
+        result = work(unit)
+        self._finish(unit)
+        return result
 
     def _open(
         self, call: Call, account_id: str, *, need: Permission | None, what: str, users: Iterable[str] = ()
     ) -> Unit:
-        """Locks the account and loads what the call needs, from memory where the stored
-        version proves the copy current."""
+        """Locks the account, loads what the call needs (from memory where the stored version
+        proves the copy current) and checks the actor."""
         check_id("account_id", account_id)
         account = self.store.get_account(account_id, lock=True)
         if account is None:
@@ -265,9 +276,7 @@ class SeatDomain:
         if need is not None:
             self._require(actor, need, what)
         pools = {k: copy_pool(p) for k, p in base.pools.items()}
-        unit = Unit(account, call, self.clock.now(), actor, pools, base, known)
-        self._renew_if_due(unit)
-        return unit
+        return Unit(account, call, self.clock.now(), actor, pools, base, known)
 
     def _base(self, account: Account) -> Snapshot:
         """The locked account's snapshot: left by an earlier call of the same transaction (a
@@ -574,6 +583,7 @@ class SeatDomain:
         owner_name = _text("owner_display_name", spec.owner_display_name) or email
         if spec.term_months not in (1, 12):
             raise invalid("term_months", "must be 1 or 12")
+        check_count("subscriptions", len(spec.subscriptions), "subscriptions")
         seen: set[tuple[Hub, Tier]] = set()
         for i, (hub, tier, purchased) in enumerate(spec.subscriptions):
             _quantity(f"subscriptions[{i}].purchased_seats", purchased, minimum=0)
@@ -599,6 +609,9 @@ class SeatDomain:
             raise invalid("term_start", f"must lie within the last {MAX_PAST_TERM_START.days // 365} years")
 
         def run() -> tuple[AccountView, list[Charge]]:
+            request = requests.current()
+            if request is not None:  # no account to lock yet: see requests.py for twins
+                requests.check(self.store, request, requests.SYSTEM_SCOPE)
             account_id, owner_id = new_id("acc"), new_id("usr")
             renewal = add_months(term_start, spec.term_months)
             account = Account(
@@ -869,8 +882,7 @@ class SeatDomain:
     ) -> BatchResult:
         """Saves a batch all or nothing (S17), judged on its final state: every seat the
         batch frees is back in its pool before any seat is taken."""
-        if len(changes) > MAX_BATCH:
-            raise invalid("changes", f"at most {MAX_BATCH} changes per batch")
+        check_count("changes", len(changes), "changes")
         seen: set[tuple[str, Hub]] = set()
         for i, (user_id, hub, _tier) in enumerate(changes):
             check_id(f"changes[{i}].user_id", user_id)
@@ -969,8 +981,7 @@ class SeatDomain:
         the account's event sequence that the answer reflects exactly."""
         if not user_ids:
             raise invalid("user_ids", "name at least one user")
-        if len(user_ids) > MAX_BATCH:
-            raise invalid("user_ids", f"at most {MAX_BATCH} ids per call")
+        check_count("user_ids", len(user_ids), "ids")
         if not _all_ids(user_ids):  # one pass in C for the usual case; the first bad one named
             for i, user_id in enumerate(user_ids):
                 check_id(f"user_ids[{i}]", user_id)
@@ -998,6 +1009,7 @@ class SeatDomain:
         assign_user_ids: list[str],
         validate_only: bool = False,
     ) -> UpgradeResult:
+        check_count("assign_user_ids", len(assign_user_ids), "ids")
         _quantity("purchased_seats", purchased, minimum=0)
         for i, user_id in enumerate(assign_user_ids):
             check_id(f"assign_user_ids[{i}]", user_id)
@@ -1122,21 +1134,69 @@ class SeatDomain:
         """For a watch that already passed the access check."""
         return self.store.read(lambda: self.store.list_events(account_id, after_sequence, limit))
 
-    def check_watch(self, call: Call, account_id: str, after_sequence: int) -> None:
+    def check_watch(self, call: Call, account_id: str, after_sequence: int) -> int:
+        """Admits a watch as a read of the account's events (open to every user of the
+        account); returns the version the actor was checked at: events up to it may be sent."""
         if after_sequence < 0:
             raise invalid("after_sequence", "must not be negative")
-        self._read_account(call, account_id)
+        return self._state(call, account_id)[0].version
 
-    # ---- users (S10, S12, S15, S16, S19) ------------------------------------------------
+    def recheck_watch(self, call: Call, account_id: str, through: int, *, head: bool) -> int:
+        """Before an open watch sends events up to sequence ``through``: its actor must still
+        read the account's events at a committed version at or after ``through``, so that
+        nobody receives an event committed after, or in the same transaction as, the change
+        that took their access (it refuses as a read call would: ACTOR_NOT_IN_ACCOUNT).
+        ``head`` says ``through`` was the account's last committed sequence when the events
+        were read; a transaction's events commit together, so a transaction ends there, and
+        the snapshot of that version, when memory holds it with the actor, answers without a
+        statement (a write that touched the actor keeps no copy of it, so the actor's deletion
+        is always read). Otherwise the account is read as a read call reads it. Returns the
+        version checked."""
+        if call.actor is None:
+            return through  # a trusted system call
+        if head:
+            snapshot = self.snapshots.get(account_id, through)
+            known = self._known(snapshot, [call.actor], load=False) if snapshot is not None else None
+            if known is not None:
+                self._check_actor(call, known)
+                return through
+        return self._state(call, account_id)[0].version
 
-    def _check_grants(self, actor: User | None, perms: Permissions) -> None:
-        """Nobody grants a permission they lack; super admin only by a super admin."""
+    # ---- users (S10, S12, S15, S16, S19, S20) -------------------------------------------
+
+    @staticmethod
+    def _check_grants(actor: User | None, old: Permissions, new: Permissions) -> None:
+        """S20: an actor grants or removes only permissions it holds itself (a super admin holds
+        them all, S19). Sending a permission the user already has, or lacks, changes nothing and
+        needs nothing. A system call (no actor) may grant and remove anything."""
         if actor is None:
             return
-        if perms.super_admin and not actor.permissions.super_admin:
-            raise permission_missing("super_admin", "grant super admin")
-        if perms.edit_billing and not actor.permissions.has(Permission.EDIT_BILLING):
-            raise permission_missing("edit_billing", "grant edit billing")
+        for permission, had, has in (
+            (Permission.SUPER_ADMIN, old.super_admin, new.super_admin),
+            (Permission.EDIT_BILLING, old.edit_billing, new.edit_billing),
+            (Permission.ACCOUNT_ACCESS, old.account_access, new.account_access),
+        ):
+            if had != has and not actor.permissions.has(permission):
+                name = PERMISSION_NAMES[permission]
+                raise permission_missing(name, f"{'grant' if has else 'remove'} {name.replace('_', ' ')}")
+
+    @staticmethod
+    def _check_reach(unit: Unit, target: User, what: str) -> None:
+        """S20: only the owner changes or deletes the owner, and only a super admin changes or
+        deletes a super admin. A system call (no actor) reaches every user."""
+        actor = unit.actor
+        if actor is None:
+            return
+        owner = unit.account.owner_user_id
+        if target.user_id == owner and actor.user_id != owner:
+            raise SeatError(
+                Kind.PERMISSION_DENIED,
+                "OWNER_ONLY",
+                f"only the account owner may {what} the account owner",
+                {"user_id": owner},
+            )
+        if target.permissions.super_admin and not actor.permissions.super_admin:
+            raise permission_missing("super_admin", f"{what} a super admin")
 
     def create_user(
         self,
@@ -1155,7 +1215,7 @@ class SeatDomain:
             raise invalid("seats", "at most one seat per hub (I3)")
 
         def work(unit: Unit) -> tuple[User, list[Charge]]:
-            self._check_grants(unit.actor, perms)
+            self._check_grants(unit.actor, Permissions(), perms)
             key = email.casefold()
             if self.store.email_owner(account_id, key) is not None:
                 raise SeatError(
@@ -1215,6 +1275,7 @@ class SeatDomain:
             user = unit.user(user_id)
             if user is None:
                 raise user_not_found(user_id)
+            self._check_reach(unit, user, "change")
             _check_etag(user, etag)
             old = user.permissions
             perms = Permissions(
@@ -1223,17 +1284,11 @@ class SeatDomain:
                 old.account_access if changes.account_access is None else changes.account_access,
             )
             if perms != old:
-                gained = Permissions(
-                    perms.super_admin and not old.super_admin, perms.edit_billing and not old.edit_billing, False
-                )
-                self._check_grants(unit.actor, gained)
-                if old.super_admin and not perms.super_admin:
-                    if unit.actor is not None and not unit.actor.permissions.super_admin:
-                        raise permission_missing("super_admin", "take super admin away")
-                    if user_id == unit.account.owner_user_id:
-                        raise precondition(
-                            "OWNER_STAYS_SUPER_ADMIN", user_id, "the account owner stays a super admin", user_id=user_id
-                        )
+                self._check_grants(unit.actor, old, perms)
+                if old.super_admin and not perms.super_admin and user_id == unit.account.owner_user_id:
+                    raise precondition(
+                        "OWNER_STAYS_SUPER_ADMIN", user_id, "the account owner stays a super admin", user_id=user_id
+                    )
             email = new_email if new_email is not None else user.email
             if email.casefold() != user.email.casefold():
                 owner = self.store.email_owner(account_id, email.casefold())
@@ -1268,6 +1323,7 @@ class SeatDomain:
             user = unit.user(user_id)
             if user is None:
                 raise user_not_found(user_id)
+            self._check_reach(unit, user, "delete")
             _check_etag(user, etag)
             if user_id == unit.account.owner_user_id:
                 raise precondition(
@@ -1310,6 +1366,14 @@ def _email(field_name: str, value: str) -> str:
     return value
 
 
+def check_count(field_name: str, count: int, what: str) -> None:
+    """A repeated field of a request holds at most MAX_BATCH entries. Checked before any other
+    work, in the servicer as well (before a request id is looked up), so that no list reaches
+    the database unbounded."""
+    if count > MAX_BATCH:
+        raise invalid(field_name, f"at most {MAX_BATCH} {what} per call")
+
+
 def check_id(field_name: str, value: str) -> None:
     """Ids are made by this service and short; anything else cannot name a thing here."""
     if not value:
@@ -1342,26 +1406,43 @@ def _printable(field_name: str, value: str) -> None:
 
 
 def _bad_token() -> SeatError:
-    return invalid("page_token", "is not a token this service issued")
+    return paging.not_issued()
+
+
+# The keys of page tokens: anyone can make a token with any key (the filter digest is no secret),
+# so each list takes only the exact shape and range of the keys it issues.
+_HUB_VALUES = frozenset(int(h) for h in Hub)
+
+
+def _token_id(value: object) -> bool:
+    """Whether a key part is an id: printable text (no surrogates) of 1 to MAX_ID characters."""
+    return isinstance(value, str) and _is_id(value) and value.isprintable()
 
 
 def _assignment_key(key: object) -> tuple[str, int]:
-    if not (isinstance(key, list) and len(key) == 2 and isinstance(key[0], str) and type(key[1]) is int):
+    """[user id, hub], as ListSeatAssignments issues it."""
+    if not (
+        isinstance(key, list)
+        and len(key) == 2
+        and _token_id(key[0])
+        and type(key[1]) is int
+        and key[1] in _HUB_VALUES
+    ):
         raise _bad_token()
-    check_id("page_token", key[0])
     return key[0], key[1]
 
 
 def _sequence_key(key: object) -> int:
+    """An event sequence, as ListSeatEvents issues it."""
     if type(key) is not int or not 0 <= key <= MAX_SEQUENCE:
         raise _bad_token()
     return key
 
 
 def _user_key(key: object) -> str:
-    if not isinstance(key, str):
+    """A user id, as ListUsers issues it."""
+    if not (isinstance(key, str) and _token_id(key)):
         raise _bad_token()
-    check_id("page_token", key)
     return key
 
 

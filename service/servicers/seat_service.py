@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -11,8 +12,8 @@ from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
 from ..domain.errors import Kind, SeatError, invalid
-from ..domain.seats import MAX_KEPT_CHECK, NewAccount, SeatDomain
-from ..events import EventHub
+from ..domain.seats import MAX_KEPT_CHECK, NewAccount, SeatDomain, check_count
+from ..events import EventHub, WatchSlots
 from .common import (
     SYSTEM_SCOPE,
     Replay,
@@ -39,14 +40,26 @@ WATCH_BATCH = 100
 
 class SeatServicer(pb_grpc.SeatServiceServicer):
     def __init__(
-        self, domain: SeatDomain, replay: Replay, hub: EventHub, watch_poll_seconds: float, max_watch_streams: int
+        self,
+        domain: SeatDomain,
+        replay: Replay,
+        hub: EventHub,
+        *,
+        watch_poll_seconds: float,
+        max_watch_streams: int,
+        max_watch_streams_per_account: int,
+        watch_max_seconds: float,
     ) -> None:
+        if watch_max_seconds <= 0:
+            raise ValueError("--watch-max-seconds must be positive")
         self.domain = domain
         self.replay = replay
         self.hub = hub
         self.watch_poll_seconds = watch_poll_seconds
-        # A watch holds a handler thread for its whole life: cap them so unary calls keep threads.
-        self.watch_slots = threading.BoundedSemaphore(max_watch_streams)
+        self.watch_max_seconds = watch_max_seconds
+        # A watch holds a handler thread for its whole life: cap them so unary calls keep
+        # threads, and per account so that one tenant cannot take every slot.
+        self.watch_slots = WatchSlots(max_watch_streams, max_watch_streams_per_account)
         self.mpu = domain.prices.minor_per_unit
         self._replies = Replies()
 
@@ -55,6 +68,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         self, request: pb.CreateAccountRequest, context: grpc.ServicerContext
     ) -> pb.CreateAccountResponse:
         call = call_of(context, request.request_id)
+        check_count("subscriptions", len(request.subscriptions), "subscriptions")
         subs = [
             (req_hub(s.hub, f"subscriptions[{i}].hub"), req_tier(s.tier, f"subscriptions[{i}].tier"), s.purchased_seats)
             for i, s in enumerate(request.subscriptions)
@@ -180,6 +194,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         self, request: pb.BatchUpdateSeatAssignmentsRequest, context: grpc.ServicerContext
     ) -> pb.BatchUpdateSeatAssignmentsResponse:
         call = call_of(context, request.request_id)
+        check_count("changes", len(request.changes), "changes")
         changes = [
             (c.user_id, req_hub(c.hub, f"changes[{i}].hub"), tier_of(c.tier, f"changes[{i}].tier", optional=True))
             for i, c in enumerate(request.changes)
@@ -252,6 +267,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
     ) -> pb.UpgradeSubscriptionResponse:
         call = call_of(context, request.request_id)
         hub, tier = req_hub(request.hub), req_tier(request.tier)
+        check_count("assign_user_ids", len(request.assign_user_ids), "ids")
         for i, user_id in enumerate(request.assign_user_ids):
             if not user_id:
                 raise invalid(f"assign_user_ids[{i}]", "is empty")
@@ -324,25 +340,57 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         self, request: pb.WatchSeatEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchSeatEventsResponse]:
         """Past events after the cursor, then new ones as they commit: woken at once by
-        commits of this process, and by polling for commits of other replicas."""
-        self.domain.check_watch(call_of(context), request.account_id, request.after_sequence)
-        if not self.watch_slots.acquire(blocking=False):
-            raise SeatError(
-                Kind.RESOURCE_EXHAUSTED,
-                "TOO_MANY_WATCHES",
-                "this server runs as many event watches as it may; retry later or page with ListSeatEvents",
-            )
+        commits of this process, and by polling for commits of other replicas. Before it
+        sends events of a newer account version it checks the actor again, and it ends
+        after watch_max_seconds; both end the stream with a status, after which the client
+        watches again from the last sequence it received."""
+        call = call_of(context)
+        account_id = request.account_id
+        verified = self.domain.check_watch(call, account_id, request.after_sequence)
+        refused_by = self.watch_slots.take(account_id)
+        if refused_by is not None:
+            raise self._too_many_watches(account_id, refused_by)
+        ended = threading.Event()
+
+        def on_end() -> None:
+            ended.set()
+            self.hub.interrupt()
+
+        # A call the client cancels (or whose deadline passes) stops waiting at once, so that
+        # its slot goes back now rather than at the next poll.
+        if not context.add_callback(on_end):
+            ended.set()
         try:
             cursor = request.after_sequence
-            account_id = request.account_id
-            while context.is_active() and not self.hub.closed:
+            deadline = time.monotonic() + self.watch_max_seconds
+            while not ended.is_set() and context.is_active() and not self.hub.closed:
+                if time.monotonic() >= deadline:
+                    # UNAVAILABLE, not ABORTED: the stream ends for the server's reasons, not
+                    # for the request's, and the same call from the cursor will work. gRPC's
+                    # own connection age limit ends streams with UNAVAILABLE, and every client
+                    # (ours, older ones, generic ones) already watches again on UNAVAILABLE;
+                    # ABORTED means a lost race and our clients do not resume on it. The reason
+                    # lets a client resume at once instead of backing off as after a failure.
+                    raise SeatError(
+                        Kind.UNAVAILABLE,
+                        "WATCH_EXPIRED",
+                        f"the watch reached its longest life ({self.watch_max_seconds:g}s); "
+                        "watch again from the last sequence you received",
+                        {"after_sequence": str(cursor)},
+                    )
                 version = self.hub.version(account_id)
                 events = self.domain.events_after(account_id, cursor, WATCH_BATCH)
+                if events and events[-1].sequence > verified:
+                    # A newer version: may the actor still read it? From memory when it can.
+                    verified = self.domain.recheck_watch(
+                        call, account_id, events[-1].sequence, head=len(events) < WATCH_BATCH
+                    )
                 for event in events:
                     yield pb.WatchSeatEventsResponse(event=event_pb(event))
                     cursor = event.sequence
                 if len(events) < WATCH_BATCH:
-                    self.hub.wait(account_id, version, self.watch_poll_seconds)
+                    left = deadline - time.monotonic()
+                    self.hub.wait(account_id, version, max(0.0, min(self.watch_poll_seconds, left)), ended.is_set)
             if self.hub.closed and context.is_active():
                 raise SeatError(
                     Kind.UNAVAILABLE,
@@ -351,4 +399,17 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                     {"after_sequence": str(cursor)},
                 )
         finally:
-            self.watch_slots.release()
+            self.watch_slots.give_back(account_id)
+
+    def _too_many_watches(self, account_id: str, limit: str) -> SeatError:
+        slots = self.watch_slots
+        if limit == WatchSlots.ACCOUNT:
+            message = (
+                f"account {account_id!r} already has {slots.per_account} event watches open on this server, "
+                "the most one account may; close one, retry later or page with ListSeatEvents"
+            )
+            most = slots.per_account
+        else:
+            message = "this server runs as many event watches as it may; retry later or page with ListSeatEvents"
+            most = slots.per_server
+        return SeatError(Kind.RESOURCE_EXHAUSTED, "TOO_MANY_WATCHES", message, {"limit": limit, "max": str(most)})

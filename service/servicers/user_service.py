@@ -8,7 +8,7 @@ from seats.v1 import user_service_pb2_grpc as pb_grpc
 
 from ..domain.errors import invalid
 from ..domain.model import Permissions, SeatRef
-from ..domain.seats import SeatDomain, UserChanges
+from ..domain.seats import SeatDomain, UserChanges, check_count
 from .common import Replay, Replies, call_of, charge_pb, hub_of, req_hub, req_tier, rpc, user_pb
 
 UPDATABLE = {
@@ -19,6 +19,34 @@ UPDATABLE = {
     "permissions.edit_billing",
     "permissions.account_access",
 }
+REPLACE_ALL = "*"  # AIP-134: full replacement of every updatable field
+FLAGS = ("super_admin", "edit_billing", "account_access")
+
+
+def user_changes(request: pb.UpdateUserRequest) -> UserChanges:
+    """What an UpdateUser request changes (AIP-134): the fields of its update mask, every updatable
+    field for `*`. Without a mask (or with an empty one) only the populated fields of its user: a
+    non-empty email or display name, and each permission set to true. A proto3 bool has no
+    presence, so a false permission is not populated: only a mask naming it takes it away."""
+    user, p = request.user, request.user.permissions
+    paths = set(request.update_mask.paths)
+    for path in paths:
+        if path not in UPDATABLE and path != REPLACE_ALL:
+            allowed = ", ".join(sorted(UPDATABLE | {REPLACE_ALL}))
+            raise invalid("update_mask", f"{path!r} cannot be updated; allowed: {allowed}")
+    if REPLACE_ALL in paths:
+        paths = {"email", "display_name", "permissions"}
+    elif not paths:
+        paths = {name for name, value in (("email", user.email), ("display_name", user.display_name)) if value}
+        paths |= {f"permissions.{flag}" for flag in FLAGS if getattr(p, flag)}
+    whole = "permissions" in paths
+    return UserChanges(
+        email=user.email if "email" in paths else None,
+        display_name=user.display_name if "display_name" in paths else None,
+        super_admin=p.super_admin if whole or "permissions.super_admin" in paths else None,
+        edit_billing=p.edit_billing if whole or "permissions.edit_billing" in paths else None,
+        account_access=p.account_access if whole or "permissions.account_access" in paths else None,
+    )
 
 
 class UserServicer(pb_grpc.UserServiceServicer):
@@ -33,6 +61,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         call = call_of(context, request.request_id)
         p = request.permissions
         perms = Permissions(p.super_admin, p.edit_billing, p.account_access)
+        check_count("seats", len(request.seats), "seats")
         seats = [
             SeatRef(req_hub(s.hub, f"seats[{i}].hub"), req_tier(s.tier, f"seats[{i}].tier"))
             for i, s in enumerate(request.seats)
@@ -72,19 +101,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         user = request.user
         if not user.account_id:
             raise invalid("user.account_id", "is required")
-        paths = set(request.update_mask.paths) or {"email", "display_name", "permissions"}
-        for path in paths:
-            if path not in UPDATABLE:
-                raise invalid("update_mask", f"{path!r} cannot be updated; allowed: {', '.join(sorted(UPDATABLE))}")
-        whole = "permissions" in paths
-        p = user.permissions
-        changes = UserChanges(
-            email=user.email if "email" in paths else None,
-            display_name=user.display_name if "display_name" in paths else None,
-            super_admin=p.super_admin if whole or "permissions.super_admin" in paths else None,
-            edit_billing=p.edit_billing if whole or "permissions.edit_billing" in paths else None,
-            account_access=p.account_access if whole or "permissions.account_access" in paths else None,
-        )
+        changes = user_changes(request)
         etag = request.etag or user.etag
 
         def compute() -> pb.UpdateUserResponse:

@@ -72,7 +72,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert removal["pool"]["removal_effective_time"] == summaries[1]["renewal_time"]  # type: ignore[index]
 
 
-RULES = [f"S{n}" for n in range(1, 20)] + [f"I{n}" for n in range(1, 7)]
+RULES = [f"S{n}" for n in range(1, 21)] + [f"I{n}" for n in range(1, 7)]
 
 
 def test_readme_lists_an_existing_test_for_every_rule_and_invariant() -> None:

@@ -4,12 +4,13 @@ After every step the server must have refused exactly when the model refuses (wi
 its pools and assignments must be the model's.
 
 What the model holds: pools per (hub, tier) with included, purchased, assigned and pending_removal; users
-with at most one seat per hub (I3) and their permissions (S7, S12, S19); the renewal date. The rules:
+with at most one seat per hub (I3) and their permissions (S7, S12, S19, S20); the renewal date. The rules:
 a grant takes a free seat first, else a seat pending removal and cancels one seat of that removal (S11),
 else buys one when asked by an actor with edit billing (S14); a batch is judged on its final state, all
 or nothing (S17); only unassigned purchased seats can be scheduled for removal (S8, I2); a user with a
 seat cannot be deleted (S10); at the renewal date pending seats leave (S5, S9); an upgrade from Free
-closes the free pool and its seats (S6)."""
+closes the free pool and its seats (S6); permissions only flow downward: an actor grants or removes only
+what it holds, only a super admin changes or deletes a super admin, only the owner the owner (S20)."""
 
 from __future__ import annotations
 
@@ -163,6 +164,16 @@ class Model:
         if not self.may(who, permission):
             raise Refused("PERMISSION_MISSING")
 
+    def reach(self, who: str | None, user_id: str) -> None:
+        """S20: only the owner changes or deletes the owner, only a super admin a super admin; a system
+        call reaches every user."""
+        if who is None:
+            return
+        if user_id == self.owner_id and who != self.owner_id:
+            raise Refused("OWNER_ONLY")
+        if self.members[user_id].super_admin and not self.members[who].super_admin:
+            raise Refused("PERMISSION_MISSING")
+
     def user(self, user_id: str) -> Member:
         if user_id not in self.members:
             raise Refused("USER_NOT_FOUND")
@@ -304,7 +315,7 @@ class Model:
             self.take_seat(who, hub, tier, purchase_if_needed=False)
             self.members[user_id].seats[hub] = tier
 
-    # Users (S10, S12, S15, S16, S19).
+    # Users (S10, S12, S15, S16, S19, S20).
 
     def create_user(
         self, who: str | None, user_id: str, member: Member, seats: list[tuple[Hub, Tier]], purchase_if_needed: bool
@@ -323,9 +334,25 @@ class Model:
             self.take_seat(who, hub, tier, purchase_if_needed)
             member.seats[hub] = tier
 
+    def update_permissions(self, who: str | None, user_id: str, changes: dict[str, bool]) -> Member:
+        """UpdateUser of a display name and the permissions in `changes` (the others stay): the actor
+        reaches the user, and grants or removes only what it holds (S20); the owner stays a super admin."""
+        self.acting(who, "account_access")
+        member = self.user(user_id)
+        self.reach(who, user_id)
+        for flag in PERMISSION_FLAGS:  # in the order the server checks them
+            if flag in changes and changes[flag] != getattr(member, flag) and not self.may(who, flag):
+                raise Refused("PERMISSION_MISSING")
+        if user_id == self.owner_id and not changes.get("super_admin", True):
+            raise Refused("OWNER_STAYS_SUPER_ADMIN")
+        for flag, value in changes.items():
+            setattr(member, flag, value)
+        return member
+
     def delete_user(self, who: str | None, user_id: str) -> None:
         self.acting(who, "account_access")
         member = self.user(user_id)
+        self.reach(who, user_id)
         if user_id == self.owner_id:
             raise Refused("OWNER_NOT_DELETABLE")
         if member.seats:
@@ -360,6 +387,18 @@ PERMISSION_SETS = {
     "both": r.Permissions(edit_billing=True, account_access=True),
     "super_admin": r.Permissions(super_admin=True),
 }
+
+PERMISSION_FLAGS = ("super_admin", "edit_billing", "account_access")
+
+UPDATE_MASKS: list[list[str] | None] = [
+    None,
+    ["display_name", "permissions"],
+    ["permissions.super_admin"],
+    ["permissions.edit_billing"],
+    ["permissions.account_access"],
+]
+"""The update masks of the model's UpdateUser: none (AIP-134: the populated fields, so only the permissions
+sent as true), the whole permissions, or one of them."""
 
 OPENING_TIERS: list[tuple[Tier, ...]] = [(FREE,), (STARTER,), (PROFESSIONAL,), (ENTERPRISE,), (STARTER, PROFESSIONAL)]
 """The tiers a hub starts with: one, or two paid ones (separate pools)."""
@@ -733,9 +772,47 @@ class SeatMachine(RuleBasedStateMachine):
         assert sorted((x.hub, x.tier) for x in response.user.seats) == sorted(seats), response.user
         return user_id
 
+    @rule(
+        data=st.data(),
+        user=users,
+        permissions=st.sampled_from(sorted(PERMISSION_SETS)),
+        mask=st.sampled_from(UPDATE_MASKS),
+    )
+    def update_user(self, data: st.DataObject, user: str, permissions: str, mask: list[str] | None) -> None:
+        """A new display name and permissions, with an update mask or without one; acted on by any user
+        half of the time, so that S20 refuses now and then."""
+        who = data.draw(st.one_of(self.users, self.actors()), label="actor")
+        acting = self.actor_id(who)
+        sent = PERMISSION_SETS[permissions]
+        if mask is None:
+            changes = {flag: True for flag in PERMISSION_FLAGS if getattr(sent, flag)}
+        elif "permissions" in mask:
+            changes = {flag: getattr(sent, flag) for flag in PERMISSION_FLAGS}
+        else:
+            flag = mask[0].removeprefix("permissions.")
+            changes = {flag: getattr(sent, flag)}
+        request = u.UpdateUserRequest(
+            user=r.User(account_id=self.account_id, user_id=user, display_name=f"Name {self.steps}", permissions=sent)
+        )
+        if mask is not None:
+            request.update_mask.paths.extend(mask)
+        expected, response = self.step(
+            f"{self.who_label(who)} updates {self.label(user)} to {permissions} with mask {mask}",
+            lambda m: m.update_permissions(acting, user, changes),
+            lambda: self.user_service.UpdateUser(request, metadata=self.metadata(acting)),
+            kind="update_user",
+        )
+        if expected is not None:
+            got = response.user.permissions
+            assert (got.super_admin, got.edit_billing, got.account_access) == (
+                expected.super_admin,
+                expected.edit_billing,
+                expected.account_access,
+            ), f"permissions after the update: {got}, the model: {expected}"
+
     @rule(data=st.data(), user=users)
     def delete_user(self, data: st.DataObject, user: str) -> None:
-        who = data.draw(self.actors(), label="actor")
+        who = data.draw(st.one_of(self.users, self.actors()), label="actor")
         acting = self.actor_id(who)
         self.step(
             f"{self.who_label(who)} deletes {self.label(user)}",
