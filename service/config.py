@@ -15,13 +15,31 @@ class Config:
     database_url: str = DEFAULT_DATABASE_URL
     max_workers: int = 16
     max_concurrent_rpcs: int = 64
+    receive_timeout_seconds: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
     grace_seconds: float = 10.0
     price_book: str = ""
     sweep_interval_seconds: float = 60.0
     request_id_ttl_hours: float = 24.0
     watch_poll_seconds: float = 0.5
+    # Each open watch holds one of the max_workers handler threads for its whole life (the
+    # server is a synchronous one), and counts against max_concurrent_rpcs. The server-wide
+    # cap stays at half the threads: with 16 workers, 8 watches leave 8 threads for unary
+    # calls, which hold one for milliseconds but wait on the database (round trips, the group
+    # commit's fsync), so fewer threads would cut write throughput; the 56 other calls that
+    # max_concurrent_rpcs admits queue for those 8 threads. Growing this default alone would
+    # take threads from unary calls; to serve more watches, raise max_workers with it (keep
+    # it at most half of max_workers). Fairness between tenants comes from the per-account
+    # cap, not from a bigger server-wide one.
     max_watch_streams: int = 8
+    # Open watches of one account on this server: a tenant at its cap is refused, the others
+    # keep watching up to max_watch_streams. Four covers a few processes of one tenant that
+    # each follow the account (a SeatCache holds one watch).
+    max_watch_streams_per_account: int = 4
+    # A watch's longest life: then the server ends it (UNAVAILABLE / WATCH_EXPIRED) and the
+    # client resumes from the last sequence it received. It bounds how long one admission (its
+    # token, actor and replica) lasts and lets watches move to new replicas.
+    watch_max_seconds: float = 1800.0
     reuse_port: bool = False
     log_level: str = "INFO"
     auth_tokens_file: str = ""

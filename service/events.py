@@ -1,9 +1,11 @@
-"""Wakes event watchers when a transaction that appended events commits in this process.
-Commits of other replicas are seen by the watchers' polling."""
+"""Event watches: the hub wakes watchers when a transaction that appended events commits in
+this process (commits of other replicas are seen by the watchers' polling); the slots bound how
+many watches the server, and each account, may hold open."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 
 class EventHub:
@@ -21,10 +23,20 @@ class EventHub:
         with self._cond:
             return self._versions.get(account_id, 0)
 
-    def wait(self, account_id: str, seen: int, timeout: float) -> None:
-        """Returns when the account has news after version ``seen``, on close, or after timeout."""
+    def wait(self, account_id: str, seen: int, timeout: float, stop: Callable[[], bool] | None = None) -> None:
+        """Returns when the account has news after version ``seen``, on close, when ``stop()``
+        says so after an ``interrupt()``, or after timeout. ``stop`` runs under the hub's lock:
+        it must take no lock itself."""
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or self._versions.get(account_id, 0) != seen, timeout)
+            self._cond.wait_for(
+                lambda: self._closed or self._versions.get(account_id, 0) != seen or (stop is not None and stop()),
+                timeout,
+            )
+
+    def interrupt(self) -> None:
+        """Makes every waiter look at its ``stop`` again (a watch's call ended)."""
+        with self._cond:
+            self._cond.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -34,3 +46,44 @@ class EventHub:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+class WatchSlots:
+    """Open watches of this server, counted per server and per account. Each watch holds a
+    handler thread for its whole life, so the server-wide cap keeps threads for unary calls;
+    the per-account cap keeps one tenant from taking every slot of the server."""
+
+    SERVER = "server"
+    ACCOUNT = "account"
+
+    def __init__(self, per_server: int, per_account: int) -> None:
+        self.per_server = per_server
+        self.per_account = per_account
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+        self._total = 0
+
+    def take(self, account_id: str) -> str | None:
+        """Takes a slot for a watch of the account: None when admitted, else the limit it
+        hit (ACCOUNT is told first: it is the one the caller can do something about)."""
+        with self._lock:
+            held = self._open.get(account_id, 0)
+            if held >= self.per_account:
+                return self.ACCOUNT
+            if self._total >= self.per_server:
+                return self.SERVER
+            self._open[account_id] = held + 1
+            self._total += 1
+            return None
+
+    def give_back(self, account_id: str) -> None:
+        """Gives back a slot take() gave the account."""
+        with self._lock:
+            held = self._open.get(account_id, 0)
+            if held <= 0:
+                raise RuntimeError(f"no watch slot of account {account_id!r} is taken")
+            if held == 1:
+                del self._open[account_id]
+            else:
+                self._open[account_id] = held - 1
+            self._total -= 1

@@ -1,6 +1,7 @@
 """watch_seat_events against a server in a process of its own: the watch follows the log across a
-restart of the server, without missing or repeating an event; with resume=False (or when the
-reconnects run out) the break reaches the caller as a SeatsError. Every wait is bounded."""
+restart of the server, and across the ends the server gives a watch at its longest life, without
+missing or repeating an event; with resume=False (or when the reconnects run out) a break reaches
+the caller as a SeatsError. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+import grpc
+import grpc.aio
 import pytest
 from seats import AsyncSeatsClient, RetryPolicy, SeatsClient, errors
-from seats.v1 import resources_pb2
+from seats.v1 import resources_pb2, seat_service_pb2
 
 from tests.client.conftest import unique_email
 from tests.served import ServerProcess, free_port, serving
@@ -79,9 +82,11 @@ class Collector:
 class Watcher(Collector):
     """SeatsClient.watch_seat_events, iterated in a daemon thread."""
 
-    def __init__(self, address: str, actor: str, account_id: str, **watch: Any) -> None:
+    def __init__(
+        self, address: str, actor: str, account_id: str, *, interceptors: Sequence[Any] = (), **watch: Any
+    ) -> None:
         super().__init__()
-        self.client = SeatsClient(address, actor=actor, retry=WATCH_RETRY, timeout=5.0)
+        self.client = SeatsClient(address, actor=actor, retry=WATCH_RETRY, timeout=5.0, interceptors=interceptors)
         self._thread = threading.Thread(target=self._run, args=(account_id, watch), daemon=True)
         self._thread.start()
 
@@ -104,9 +109,11 @@ class Watcher(Collector):
 class AsyncWatcher(Collector):
     """AsyncSeatsClient.watch_seat_events, iterated by an event loop of its own in a daemon thread."""
 
-    def __init__(self, address: str, actor: str, account_id: str, **watch: Any) -> None:
+    def __init__(
+        self, address: str, actor: str, account_id: str, *, interceptors: Sequence[Any] = (), **watch: Any
+    ) -> None:
         super().__init__()
-        self._address, self._actor = address, actor
+        self._address, self._actor, self._interceptors = address, actor, interceptors
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = threading.Event()
@@ -120,8 +127,10 @@ class AsyncWatcher(Collector):
         error: BaseException | None = None
         try:
             async with (
-                AsyncSeatsClient(self._address, actor=self._actor, retry=WATCH_RETRY) as client,
-                aclosing(client.watch_seat_events(account_id, **watch)) as events,
+                AsyncSeatsClient(
+                    self._address, actor=self._actor, retry=WATCH_RETRY, interceptors=self._interceptors
+                ) as client,
+                aclosing(cast(AsyncGenerator[Any, None], client.watch_seat_events(account_id, **watch))) as events,
             ):
                 async for event in events:
                     self._seen(event)
@@ -284,4 +293,113 @@ def test_a_watch_beyond_max_watch_streams_raises_too_many_watches(tmp_path: Path
 
     assert isinstance(error, errors.TooManyWatches), repr(error)
     assert isinstance(error, errors.ResourceExhausted)
+    assert error.metadata == {"limit": "server", "max": "1"}
     assert second.events == []
+
+
+# ---- the server ends a watch at its longest life ------------------------------------------------
+
+LIFETIME_SECONDS = 1.0
+"""--watch-max-seconds of the servers below: short, so that a test sees several ends."""
+
+
+WatchRequest = seat_service_pb2.WatchSeatEventsRequest
+WatchResponse = seat_service_pb2.WatchSeatEventsResponse
+if TYPE_CHECKING:  # generic in the type stubs only
+    SyncInterceptor = grpc.UnaryStreamClientInterceptor[WatchRequest, WatchResponse]
+    AsyncInterceptor = grpc.aio.UnaryStreamClientInterceptor[WatchRequest, WatchResponse]
+else:
+    SyncInterceptor = grpc.UnaryStreamClientInterceptor
+    AsyncInterceptor = grpc.aio.UnaryStreamClientInterceptor
+
+
+class CountWatches(SyncInterceptor):
+    """Counts the WatchSeatEvents calls a sync client makes."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, WatchRequest], grpc.CallIterator[WatchResponse]],
+        client_call_details: grpc.ClientCallDetails,
+        request: WatchRequest,
+    ) -> grpc.CallIterator[WatchResponse]:
+        if isinstance(request, WatchRequest):
+            self.calls += 1
+        return continuation(client_call_details, request)
+
+
+class AsyncCountWatches(AsyncInterceptor):
+    """Counts the WatchSeatEvents calls an asyncio client makes."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, WatchRequest], grpc.aio.UnaryStreamCall[WatchRequest, WatchResponse]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: WatchRequest,
+    ) -> AsyncIterable[WatchResponse] | grpc.aio.UnaryStreamCall[WatchRequest, WatchResponse]:
+        if isinstance(request, WatchRequest):
+            self.calls += 1
+        pending: Any = continuation(client_call_details, request)  # awaitable at run time
+        started: grpc.aio.UnaryStreamCall[WatchRequest, WatchResponse] = await pending
+        return started
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    "watch", [{}, {"max_reconnects": 0}, {"resume": False}], ids=["default", "no-reconnects", "no-resume"]
+)
+def test_watch_resumes_at_once_when_the_server_ends_it_at_its_longest_life(
+    tmp_path: Path, watchers: list[Collector], kind: str, watch: dict[str, Any]
+) -> None:
+    """Every event before and after each end arrives once, in order; an end is no failed reconnect
+    (max_reconnects=0 and resume=False still carry on) and costs no backoff."""
+    counter: CountWatches | AsyncCountWatches = CountWatches() if kind == "sync" else AsyncCountWatches()
+    flags = ("--watch-max-seconds", str(LIFETIME_SECONDS), "--watch-poll-seconds", "0.05")
+    with serving(tmp_path, flags=flags) as server:
+        account_id, owner = new_account(server)
+        watcher = WATCHERS[kind](server.address, owner, account_id, interceptors=[counter], **watch)
+        watchers.append(watcher)
+        first = make_changes(server, owner, account_id, users=2)
+        watcher.wait_for_events(first)
+        time.sleep(2.5 * LIFETIME_SECONDS)  # at least two ends while idle
+        second = make_changes(server, owner, account_id, users=2)
+        watcher.wait_for_events(second)
+        time.sleep(1.5 * LIFETIME_SECONDS)
+        # One more change after the last end: anything repeated would show up before it.
+        last = make_changes(server, owner, account_id, users=1)
+        seen = watcher.wait_for_events(last)
+        error = watcher.error
+
+    assert seen == list(range(1, last + 1))
+    assert error is None
+    assert counter.calls >= 4, counter.calls  # the first watch, then one after each end
+
+
+def test_a_watch_beyond_the_accounts_cap_raises_too_many_watches_naming_the_limit(
+    tmp_path: Path, watchers: list[Collector]
+) -> None:
+    """Another account still watches while one is at its cap."""
+    with serving(tmp_path, flags=("--max-watch-streams-per-account", "1")) as server:
+        account_id, owner = new_account(server)
+        other_id, other_owner = new_account(server)
+        first = Watcher(server.address, owner, account_id)
+        watchers.append(first)
+        first.wait_for_events(3)
+        second = Watcher(server.address, owner, account_id)
+        watchers.append(second)
+        error = second.wait_until_finished()
+        other = Watcher(server.address, other_owner, other_id)
+        watchers.append(other)
+        other_seen = other.wait_for_events(3)
+
+    assert isinstance(error, errors.TooManyWatches), repr(error)
+    assert error.metadata == {"limit": "account", "max": "1"}
+    assert other_seen[:3] == [1, 2, 3]
+    assert other.error is None

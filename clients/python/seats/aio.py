@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from . import errors, requests
 from ._api import Api, Metadata
 from ._retry import RetryPolicy
-from .client import DEFAULT_TARGET, RESUMABLE
+from .client import DEFAULT_TARGET, RESUMABLE, watch_expired
 from .v1 import resources_pb2, seat_service_pb2
 
 
@@ -127,7 +127,8 @@ class AsyncSeatsClient(Api):
         self, account_id: str, *, after_sequence: int = 0, resume: bool = True, max_reconnects: int | None = None
     ) -> AsyncIterator[resources_pb2.SeatEvent]:
         """SeatsClient.watch_seat_events for asyncio: follows the log, resuming after the last
-        event it yielded when the stream breaks."""
+        event it yielded when the stream breaks, and at once when the server ends it at its
+        longest life (WATCH_EXPIRED)."""
         cursor = after_sequence
         failures = 0
         stub = self._stubs["SeatService"]
@@ -141,13 +142,17 @@ class AsyncSeatsClient(Api):
                     yield message.event
                 return
             except grpc.aio.AioRpcError as err:
+                error = errors.from_rpc_error(err)
+                if watch_expired(error):
+                    failures = 0
+                    continue  # the stream lived its full life: watch again from the cursor, now
                 failures += 1
                 if (
                     not resume
                     or err.code() not in RESUMABLE
                     or (max_reconnects is not None and failures > max_reconnects)
                 ):
-                    raise errors.from_rpc_error(err) from None
+                    raise error from None
             finally:
                 stream.cancel()
             await asyncio.sleep(self.retry.delay(min(failures, 8)))

@@ -136,7 +136,9 @@ class SeatsClient(Api):
         you iterate. When the stream breaks (the server restarts, a replica goes away), it
         reconnects with backoff and resumes after the last event it yielded, so nothing is
         missed or repeated. ``max_reconnects`` bounds consecutive failed reconnects (None:
-        no bound); ``resume=False`` raises on the first break instead."""
+        no bound); ``resume=False`` raises on the first break instead. A stream the server
+        ends at its longest life (WATCH_EXPIRED) is not a break: it is resumed at once, in
+        every mode, and counts as no failed reconnect."""
         cursor = after_sequence
         failures = 0
         stub = self._stubs["SeatService"]
@@ -150,13 +152,24 @@ class SeatsClient(Api):
                     yield message.event
                 return
             except grpc.RpcError as err:
+                error = errors.from_rpc_error(err)
+                if watch_expired(error):
+                    failures = 0
+                    continue  # the stream lived its full life: watch again from the cursor, now
                 code = err.code() if isinstance(err, grpc.Call) else None
                 failures += 1
                 if not resume or code not in RESUMABLE or (max_reconnects is not None and failures > max_reconnects):
-                    raise errors.from_rpc_error(err) from None
+                    raise error from None
             finally:
                 stream.cancel()
             time.sleep(self.retry.delay(min(failures, 8)))
 
 
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+WATCH_EXPIRED = "WATCH_EXPIRED"
+
+
+def watch_expired(error: errors.SeatsError) -> bool:
+    """The server ended a healthy watch at its longest life; the same watch from the last
+    sequence received carries on."""
+    return error.code == grpc.StatusCode.UNAVAILABLE and error.reason == WATCH_EXPIRED
