@@ -8,7 +8,11 @@ the seat and user services (x-seats-actor), whose permissions then decide.
 The tokens file is JSON:
 
     {"tokens": [{"name": "provisioning", "scope": "system", "sha256": "<hex of the token>"},
-                {"name": "support-desk", "scope": "actor", "sha256": "<hex>"}]}
+                {"name": "support-desk", "scope": "actor", "sha256": "<hex>"},
+                {"name": "acme-portal", "scope": "actor", "sha256": "<hex>", "accounts": ["acc_1"]}]}
+
+A token with `accounts` acts only on those accounts: a call that names another account, or
+none (CreateAccount), is PERMISSION_DENIED `TOKEN_NOT_FOR_ACCOUNT`.
 
 `python -m service.server new-token --name NAME --scope system` makes a token and prints
 the entry to add. Tokens are random (256 bits), so a plain SHA-256 is the right hash: there
@@ -23,6 +27,7 @@ import ipaddress
 import json
 import secrets
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +37,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from .admission import refusal_handler
+from .domain.errors import Kind, SeatError
 from .errors import DOMAIN
 from .observe import Metrics
 
@@ -47,6 +54,7 @@ class Token:
     name: str
     scope: str
     sha256: str
+    accounts: frozenset[str] | None = None  # None: every account
 
 
 def hash_token(token: str) -> str:
@@ -67,7 +75,19 @@ def load_tokens(path: str | Path) -> list[Token]:
             raise ValueError(f"{path}: tokens[{i}].scope must be one of {', '.join(SCOPES)}")
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(f"{path}: tokens[{i}].sha256 must be 64 hex digits")
-        tokens.append(Token(str(entry.get("name", f"token-{i}")), scope, digest))
+        accounts = entry.get("accounts")
+        if accounts is not None and (
+            not isinstance(accounts, list) or not accounts or not all(isinstance(a, str) and a for a in accounts)
+        ):
+            raise ValueError(f"{path}: tokens[{i}].accounts must be a non-empty list of account ids")
+        tokens.append(
+            Token(
+                str(entry.get("name", f"token-{i}")),
+                scope,
+                digest,
+                frozenset(accounts) if accounts is not None else None,
+            )
+        )
     if not tokens:
         raise ValueError(f"{path}: no tokens")
     return tokens
@@ -98,7 +118,10 @@ else:
 
 class AuthInterceptor(_ServerInterceptor):
     """Refuses calls without a known bearer token (UNAUTHENTICATED), and calls of an
-    actor-scoped token that name no acting user (PERMISSION_DENIED, ACTOR_REQUIRED)."""
+    actor-scoped token that name no acting user (PERMISSION_DENIED, ACTOR_REQUIRED). It runs on
+    the server's event loop when a call's headers arrive; a refusal is sent from there, before
+    any request byte is read (see admission.py). The accepted token is kept in the call's
+    context (`CURRENT_TOKEN`) for the account check after the request is parsed."""
 
     def __init__(self, tokens: list[Token], metrics: Metrics | None = None) -> None:
         self._tokens = tokens
@@ -126,7 +149,7 @@ class AuthInterceptor(_ServerInterceptor):
                 actor = value
         if authorization is None or not authorization.startswith("Bearer "):
             return self._refuse(
-                details.method,
+                method,
                 continuation(details),
                 _refusal(
                     code_pb2.UNAUTHENTICATED, "TOKEN_MISSING", "send a service token as 'authorization: Bearer <token>'"
@@ -135,13 +158,13 @@ class AuthInterceptor(_ServerInterceptor):
         token = self._token(authorization[len("Bearer ") :].strip())
         if token is None:
             return self._refuse(
-                details.method,
+                method,
                 continuation(details),
                 _refusal(code_pb2.UNAUTHENTICATED, "TOKEN_INVALID", "the service token is not known here"),
             )
         if token.scope == "actor" and not actor and not method.startswith(ACTOR_FREE_PREFIXES):
             return self._refuse(
-                details.method,
+                method,
                 continuation(details),
                 _refusal(
                     code_pb2.PERMISSION_DENIED,
@@ -149,43 +172,46 @@ class AuthInterceptor(_ServerInterceptor):
                     f"token {token.name!r} acts for users: name one in {ACTOR_HEADER}",
                 ),
             )
+        if token.accounts is not None:
+            CURRENT_TOKEN.set(token)
         return continuation(details)
 
     def _refuse(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any] | None, status: grpc.Status
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        refusal = _refuse(handler, status)
-        if refusal is None or self._metrics is None:
-            return refusal
-        return self._metrics.instrument(refusal, method)  # type: ignore[no-any-return]
+        if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
+            return None
+        metrics = self._metrics
+        if metrics is None:
+            return refusal_handler(handler, status, _nothing)
+        kind = "unary" if handler.unary_unary else "server_stream" if handler.unary_stream else "stream"
+        return refusal_handler(handler, status, lambda: metrics.refused(method, kind, status.code))
 
 
-def _refuse(
-    handler: grpc.RpcMethodHandler[Any, Any] | None, status: grpc.Status
-) -> grpc.RpcMethodHandler[Any, Any] | None:
-    """A handler of the same shape as the real one that ends the call with status."""
-    if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
-        return None
+def _nothing() -> None:
+    pass
 
-    def unary(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort_with_status(status)
 
-    def stream(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort_with_status(status)
-        yield  # pragma: no cover - makes this a generator
+# The token of the current call when it is limited to accounts; set by AuthInterceptor in the
+# call's context, which grpcio carries from the event loop to the worker that runs the call.
+CURRENT_TOKEN: ContextVar[Token | None] = ContextVar("seats_token", default=None)
 
-    def stream_in(requests: Any, context: grpc.ServicerContext) -> Any:
-        context.abort_with_status(status)
 
-    def stream_both(requests: Any, context: grpc.ServicerContext) -> Any:
-        context.abort_with_status(status)
-        yield  # pragma: no cover
-
-    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(stream_in, **kwargs)
-    return grpc.stream_stream_rpc_method_handler(stream_both, **kwargs)
+def check_token_account(request: Any) -> None:
+    """Refuses a call of an account-limited token unless the request names one of its accounts
+    (PERMISSION_DENIED TOKEN_NOT_FOR_ACCOUNT); a request that names no account (CreateAccount)
+    is refused too. Free for unlimited tokens."""
+    token = CURRENT_TOKEN.get()
+    if token is None or token.accounts is None:
+        return
+    account_id = getattr(request, "account_id", None)
+    if isinstance(account_id, str) and account_id in token.accounts:
+        return
+    raise SeatError(
+        Kind.PERMISSION_DENIED,
+        "TOKEN_NOT_FOR_ACCOUNT",
+        f"token {token.name!r} is limited to accounts that do not include this one"
+        if isinstance(account_id, str)
+        else f"token {token.name!r} is limited to named accounts and this call names none",
+        {"token": token.name},
+    )

@@ -22,6 +22,7 @@ CODES: dict[Kind, int] = {
     Kind.ABORTED: code_pb2.ABORTED,
     Kind.UNAVAILABLE: code_pb2.UNAVAILABLE,
     Kind.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
+    Kind.DEADLINE_EXCEEDED: code_pb2.DEADLINE_EXCEEDED,
 }
 
 

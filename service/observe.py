@@ -21,6 +21,8 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from .admission import parsing
+
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -70,8 +72,19 @@ class Metrics:
                 return response
 
             return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
+        if handler.unary_stream and getattr(handler.unary_stream, "experimental_non_blocking", False):
+            inner_callback = handler.unary_stream  # answers through a callback, after the handler returns
+
+            def callback_stream(request: Any, context: grpc.ServicerContext, send: Any = None) -> Any:
+                series.started.inc()
+                start = time.perf_counter()
+                context.add_callback(lambda: series.done(context.code(), start))  # type: ignore[attr-defined]
+                return inner_callback(request, context, send)
+
+            callback_stream.experimental_non_blocking = True  # type: ignore[attr-defined]
+            return grpc.unary_stream_rpc_method_handler(callback_stream, **kwargs)
+        if handler.unary_stream or handler.stream_stream:
+            inner_stream = handler.unary_stream or handler.stream_stream
 
             def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 series.started.inc()
@@ -83,8 +96,17 @@ class Metrics:
                     raise
                 series.done(context.code(), start)  # type: ignore[attr-defined]
 
-            return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+            if handler.unary_stream:
+                return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+            return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
         return handler  # no client-streaming methods in this contract
+
+    def refused(self, method: str, kind: str, code: grpc.StatusCode) -> None:
+        """Counts a call refused on its headers, before any handler ran."""
+        labels = (kind, *_service_and_method(method))
+        self.started.labels(*labels).inc()
+        self.handled.labels(*labels, code.name).inc()
+        self.seconds.labels(*labels).observe(0.0)
 
     def serve(self, address: str) -> None:
         """Serves /metrics over HTTP on host:port (prometheus-client's server, a daemon thread)."""
@@ -100,12 +122,16 @@ def _kind(handler: Any) -> str:
     return "client_stream" if handler.stream_unary else "bidi_stream"
 
 
+def _service_and_method(full_method: str) -> tuple[str, str]:
+    _, service, method = full_method.split("/", 2) if full_method.count("/") >= 2 else ("", "", full_method)
+    return service, method
+
+
 class _Method:
     """The pre-resolved series of one method: no label lookups on the hot path."""
 
     def __init__(self, metrics: Metrics, full_method: str, kind: str) -> None:
-        _, service, method = full_method.split("/", 2) if full_method.count("/") >= 2 else ("", "", full_method)
-        self.labels = (kind, service, method)
+        self.labels = (kind, *_service_and_method(full_method))
         self.metrics = metrics
         self.started = metrics.started.labels(*self.labels)
         self.seconds = metrics.seconds.labels(*self.labels)
@@ -134,11 +160,24 @@ class _Capture:
         self.service, self.handlers = service, handlers
 
 
-def register(server: grpc.Server, add: Callable[[Any, Any], None], servicer: Any, metrics: Metrics) -> None:
-    """Registers a servicer like its generated add function does, each method counted: the
+def register(
+    server: grpc.Server,
+    add: Callable[[Any, Any], None],
+    servicer: Any,
+    metrics: Metrics,
+    check: Callable[[Any], None] | None = None,
+) -> None:
+    """Registers a servicer like its generated add function does, each method counted and
+    parsing its own request (admission.parsing, with check on every parsed request): the
     handlers are wrapped once here, so a call pays for no interceptor pipeline."""
     capture = _Capture()
     add(servicer, capture)
-    handlers = {name: metrics.instrument(h, f"/{capture.service}/{name}") for name, h in capture.handlers.items()}
+    handlers = {
+        name: metrics.instrument(
+            parsing(h, h.request_deserializer.__self__, check),
+            f"/{capture.service}/{name}",
+        )
+        for name, h in capture.handlers.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, handlers),))
     server.add_registered_method_handlers(capture.service, handlers)  # type: ignore[attr-defined]

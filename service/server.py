@@ -8,7 +8,6 @@ import logging
 import signal
 import sys
 import threading
-from concurrent import futures
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -16,10 +15,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from seats.v1 import seat_service_pb2, seat_service_pb2_grpc, user_service_pb2, user_service_pb2_grpc
 
-from .auth import AuthInterceptor, hash_token, is_loopback, load_tokens, new_token
+from . import admission
+from .auth import AuthInterceptor, check_token_account, hash_token, is_loopback, load_tokens, new_token
 from .clock import Clock, SystemClock
 from .config import Config
 from .domain.prices import PriceBook
@@ -89,7 +89,9 @@ class SeatServer:
         sweeper: Sweeper,
         hub: EventHub,
         domain: SeatDomain,
+        pool: admission.WorkerPool | None = None,
     ) -> None:
+        self.pool = pool
         self.grpc_server = server
         self.health = health_servicer
         self.sweeper = sweeper
@@ -107,6 +109,8 @@ class SeatServer:
         self.sweeper.stop()
         done = self.grpc_server.stop(grace)
         self.hub.close()
+        if self.pool is not None:
+            self.pool.stop_timeouts()
         return done
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -159,9 +163,17 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
 
     metrics = Metrics()
     interceptors: list[Any] = [AuthInterceptor(tokens, metrics)] if tokens else []
+    if not admission.SUPPORTED:
+        log.warning(
+            "this grpcio version lacks what admission needs: a caller that opens calls and sends nothing "
+            "holds a worker thread per call",
+            extra={"grpcio": grpc.__version__},
+        )
+    pool = admission.WorkerPool(config.max_workers, config.receive_timeout_seconds, config.max_concurrent_rpcs)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="seats-rpc"),
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        pool,
+        # the pool counts the calls that have their message; grpcio would count waiting ones too
+        maximum_concurrent_rpcs=None if admission.SUPPORTED else config.max_concurrent_rpcs,
         interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
@@ -172,15 +184,33 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
     register(
         server,
         seat_service_pb2_grpc.add_SeatServiceServicer_to_server,
-        SeatServicer(domain, replay, hub, config.watch_poll_seconds, config.max_watch_streams),
+        SeatServicer(
+            domain,
+            replay,
+            hub,
+            watch_poll_seconds=config.watch_poll_seconds,
+            max_watch_streams=config.max_watch_streams,
+            max_watch_streams_per_account=config.max_watch_streams_per_account,
+            watch_max_seconds=config.watch_max_seconds,
+        ),
         metrics,
+        check_token_account,
     )
-    register(server, user_service_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(domain, replay), metrics)
+    register(
+        server,
+        user_service_pb2_grpc.add_UserServiceServicer_to_server,
+        UserServicer(domain, replay),
+        metrics,
+        check_token_account,
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     register(server, health_pb2_grpc.add_HealthServicer_to_server, health_servicer, metrics)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    # Reflection as enable_server_reflection registers it, but through register() so that it
+    # parses its own requests; its calls stream requests and run on threads of their own (admission.py).
+    reflection_servicer = reflection.ReflectionServicer(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     )
+    register(server, reflection_pb2_grpc.add_ServerReflectionServicer_to_server, reflection_servicer, metrics)
     if credentials is not None:
         port = server.add_secure_port(config.address, credentials)
     else:
@@ -190,7 +220,7 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
     sweeper = Sweeper(domain, store, clock, config.sweep_interval_seconds, timedelta(hours=config.request_id_ttl_hours))
     if config.metrics_address:
         metrics.serve(config.metrics_address)
-    return SeatServer(server, health_servicer, sweeper, hub, domain), port
+    return SeatServer(server, health_servicer, sweeper, hub, domain, pool), port
 
 
 class JsonFormatter(logging.Formatter):
@@ -222,10 +252,20 @@ def new_token_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="seats-server new-token", description=new_token_command.__doc__)
     parser.add_argument("--name", required=True, help="who holds the token, e.g. billing-service")
     parser.add_argument("--scope", choices=["system", "actor"], required=True)
+    parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="ACCOUNT_ID",
+        help="limit the token to this account (repeat for several); without it, every account",
+    )
     args = parser.parse_args(argv)
     token = new_token()
+    entry: dict[str, Any] = {"name": args.name, "scope": args.scope, "sha256": hash_token(token)}
+    if args.account:
+        entry["accounts"] = args.account
     print(token)
-    print(json.dumps({"name": args.name, "scope": args.scope, "sha256": hash_token(token)}))
+    print(json.dumps(entry))
     return 0
 
 

@@ -137,7 +137,7 @@ class EmailTaken(AlreadyExists):
 
 
 class PermissionMissing(PermissionDenied):
-    """The acting user lacks a permission (S7, S12, S14)."""
+    """The acting user lacks a permission (S7, S12, S14, S20)."""
 
     error_reason = "PERMISSION_MISSING"
 
@@ -155,6 +155,12 @@ class SystemCallOnly(PermissionDenied):
     error_reason = "SYSTEM_CALL_ONLY"
 
 
+class OwnerOnly(PermissionDenied):
+    """Only the account's owner may change or delete the owner (S20)."""
+
+    error_reason = "OWNER_ONLY"
+
+
 class TokenMissing(Unauthenticated):
     """The server wants a service token (``token=``) and got none."""
 
@@ -165,6 +171,30 @@ class TokenInvalid(Unauthenticated):
     """The service token is not one the server knows."""
 
     error_reason = "TOKEN_INVALID"
+
+
+class TokenNotForAccount(PermissionDenied):
+    """The service token is limited to other accounts than the one the call names."""
+
+    error_reason = "TOKEN_NOT_FOR_ACCOUNT"
+
+
+class MalformedRequest(InvalidArgument):
+    """The request bytes are not a valid protobuf message of the method's request type."""
+
+    error_reason = "MALFORMED_REQUEST"
+
+
+class RequestTimeout(DeadlineExceeded):
+    """The call's request message did not reach the server in time after its headers."""
+
+    error_reason = "REQUEST_TIMEOUT"
+
+
+class TooManyCalls(ResourceExhausted):
+    """The server runs as many calls at once as it may; retry with backoff."""
+
+    error_reason = "TOO_MANY_CALLS"
 
 
 class ActorRequired(PermissionDenied):
@@ -243,6 +273,13 @@ class StoreUnavailable(Unavailable):
 
 class ShuttingDown(Unavailable):
     error_reason = "SHUTTING_DOWN"
+
+
+class WatchExpired(Unavailable):
+    """A watch reached the server's longest life (--watch-max-seconds); the clients resume it from
+    metadata ``after_sequence`` on their own, so callers of watch_seat_events never see this."""
+
+    error_reason = "WATCH_EXPIRED"
 
 
 def _subclasses(cls: type[SeatsError]) -> list[type[SeatsError]]:
