@@ -62,6 +62,12 @@ class Request:
     refusal: SeatError | None = None  # the refusal kept with the id in this attempt
 
 
+REFUSED_RESPONSE = b"\x00"
+"""The response column of a kept refusal: bytes no protobuf message parses (field number 0). A
+server that predates kept refusals, reading such a record during a rolling upgrade, fails the
+call instead of answering OK with an empty response."""
+
+
 class Replayed(Exception):
     """The call ran before under its request id: the response it stored."""
 
@@ -117,7 +123,7 @@ def keeping(store: SeatStore, request: Request, work: Callable[[], T]) -> T:
             request.scope,
             request.request_id,
             request.fingerprint,
-            b"",
+            REFUSED_RESPONSE,
             request.now,
             request.not_before,
             refusal=encode_refusal(exc),

@@ -394,3 +394,21 @@ def test_unit_of_work_savepoint_undoes_only_its_own_part(store: CountingStore) -
     assert set(store.tables.requests) == {("s", "outer")}
     with pytest.raises(RuntimeError):
         store.savepoint(lambda: None)  # only inside a write
+
+
+def test_a_kept_refusal_stores_a_response_no_message_parses() -> None:
+    """A server without kept refusals reads the response column only: it must fail on a refusal's
+    record, never answer OK with an empty response."""
+    from google.protobuf.message import DecodeError
+    from seats.v1 import seat_service_pb2, user_service_pb2
+
+    from service.domain.requests import REFUSED_RESPONSE
+
+    for response_type in (
+        seat_service_pb2.AssignSeatResponse,
+        seat_service_pb2.PurchaseSeatsResponse,
+        user_service_pb2.CreateUserResponse,
+        user_service_pb2.DeleteUserResponse,
+    ):
+        with pytest.raises(DecodeError):
+            response_type.FromString(REFUSED_RESPONSE)
