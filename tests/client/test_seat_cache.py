@@ -3,7 +3,9 @@ the cache answers like CheckSeats after every kind of change, from memory; its l
 even when writers interleave with its pages; a dropped event makes it reload; and it never
 answers from a memory it cannot confirm within max_silence (a cut connection, a broken watch):
 then the answer comes from CheckSeats, or the call raises. Time past max_silence is simulated
-with a clock the test steps forward, so no test sleeps for it."""
+with a clock the test steps forward, so no test sleeps for it. Against a server whose watches
+live half a second: a watch ended at its longest life (WATCH_EXPIRED) is resumed without a
+reload, a gap or a repeat, and a resumed watch that breaks any other way still reloads."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,10 +27,15 @@ import grpc.aio
 import pytest
 from seats import AsyncSeatCache, AsyncSeatsClient, RetryPolicy, SeatCache, SeatsClient, errors
 from seats.cache import PROBE_USER_ID, ForcedResync, SequenceGap
+from seats.v1 import seat_service_pb2_grpc, user_service_pb2_grpc
 
+from service.clock import ManualClock
+from service.config import Config
+from service.server import create_server
+from service.store import open_store
 from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant, new_tenant
 from tests.client.helpers import ENTERPRISE, FREE, NO_TIER, PROFESSIONAL, SALES, SERVICE, STARTER, InjectedError
-from tests.conftest import Running
+from tests.conftest import BACKENDS, Running, database_url
 from tests.served import COMMAND_SECONDS, serving
 
 T = TypeVar("T")
@@ -118,8 +126,12 @@ class Stream:
     """A watch stream seen through the faults: it can be cut, can lose chosen events, and can be
     held: open, yet delivering nothing until it is cancelled."""
 
-    def __init__(self, call: Any, faults: Faults, *, held: bool = False) -> None:
+    def __init__(self, call: Any, faults: Faults, *, after: int = 0, held: bool = False) -> None:
         self.call, self.faults = call, faults
+        self.after = after
+        """The request's after_sequence."""
+        self.delivered: list[int] = []
+        """The sequences it handed to the cache, in order."""
         self.cancelled = False
         self.flowing = threading.Event()
         if not held:
@@ -135,6 +147,7 @@ class Stream:
             if self.cancelled:
                 raise InjectedError(grpc.StatusCode.CANCELLED)
             if message.event.sequence not in self.faults.lose:
+                self.delivered.append(message.event.sequence)
                 return message
 
     def hold(self) -> None:
@@ -157,6 +170,8 @@ class Faults(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor
         self.hooks: dict[tuple[str, int], Callable[[], None]] = {}
         self.calls: dict[str, int] = {}
         self.streams: list[Stream] = []
+        self.opened = 0
+        """Watch streams made so far (the last one is streams[-1] unless they were cut)."""
         self.held = 0
         """How many of the next watch calls are held from the start."""
         self.lock = threading.Lock()
@@ -195,9 +210,10 @@ class Faults(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor
             return Refused()
         with self.lock:
             held, self.held = self.held > 0, max(self.held - 1, 0)
-        stream = Stream(continuation(details, request), self, held=held)
+        stream = Stream(continuation(details, request), self, after=request.after_sequence, held=held)
         with self.lock:
             self.streams.append(stream)
+            self.opened += 1
         return stream
 
 
@@ -526,6 +542,216 @@ def test_bad_hubs_and_settings_are_refused(running: Running, system: SeatsClient
                     cache.tier_of(tenant.owner_id, hub)
 
 
+# ---- a watch the server ends at its longest life is resumed, not reloaded ------------------------
+
+WATCH_LIFETIME = 0.5
+"""--watch-max-seconds of the server below: short, so that a test sees several ends."""
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def expiring(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A server of its own whose watches live WATCH_LIFETIME seconds, then end with
+    UNAVAILABLE / WATCH_EXPIRED (the session's server keeps them 30 minutes)."""
+    url = database_url(request.param, tmp_path_factory)
+    store = open_store(url)
+    store.migrate()
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    config = Config(address="127.0.0.1:0", database_url=url, watch_max_seconds=WATCH_LIFETIME)
+    server, port = create_server(config, store=store, clock=clock)
+    server.start()
+    target = f"127.0.0.1:{port}"
+    channel = grpc.insecure_channel(target)
+    try:
+        yield Running(
+            backend=request.param,
+            target=target,
+            channel=channel,
+            seats=seat_service_pb2_grpc.SeatServiceStub(channel),
+            users=user_service_pb2_grpc.UserServiceStub(channel),
+            clock=clock,
+            database_url=url,
+            server=server,
+            store=store,
+        )
+    finally:
+        channel.close()
+        server.stop(None).wait()
+        store.drop_schema()
+        store.close()
+
+
+@pytest.fixture
+def expiring_system(expiring: Running) -> Iterator[SeatsClient]:
+    with SeatsClient(expiring.target, timeout=CALL_TIMEOUT, retry=FAST_RETRY) as client:
+        yield client
+
+
+def eventually(predicate: Callable[[], bool], what: str, timeout: float = CONVERGE_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def fresh_watch(faults: Faults, calls: int) -> Stream:
+    """Waits for the cache's `calls`-th watch to deliver its first message (the event it starts
+    with): it has a whole WATCH_LIFETIME ahead of it."""
+
+    def started() -> bool:
+        with faults.lock:
+            return faults.opened >= calls and bool(faults.streams) and bool(faults.streams[-1].delivered)
+
+    eventually(started, f"watch {calls} to start")
+    with faults.lock:
+        return faults.streams[-1]
+
+
+@contextmanager
+def health_sampled(healthy: Callable[[], bool]) -> Iterator[list[float]]:
+    """Samples `healthy` every millisecond meanwhile; yields the list of times it was not."""
+    unhealthy: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.001):
+            if not healthy():
+                unhealthy.append(time.monotonic())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield unhealthy
+    finally:
+        stop.set()
+        sampler.join(COMMAND_SECONDS)
+
+
+def assert_one_watch_without_gap_or_repeat(watches: Sequence[tuple[int, list[int]]], last: int) -> None:
+    """`watches` are (after_sequence, delivered sequences) of the cache's watch calls in order:
+    each resumes one event before the last the previous one delivered and starts with that event
+    (the proof it is live, which changes nothing); past that, every sequence comes once, in
+    order, up to `last`."""
+    if watches and not watches[-1][1]:
+        watches = watches[:-1]  # one just opening
+    assert len(watches) >= 2, watches
+    first_after, applied = watches[0][0], list(watches[0][1])
+    for after, delivered in watches[1:]:
+        assert after == applied[-1] - 1, f"resumed after {after}, the copy had applied {applied[-1]}"
+        assert delivered[0] == applied[-1], delivered
+        applied += delivered[1:]
+    assert applied == list(range(first_after + 1, last + 1)), applied
+
+
+def test_the_cache_resumes_a_watch_the_server_ends_at_its_longest_life_without_reloading(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    """Writes before, between and during several ends of the watch all reach the same copy: no
+    reload (one load, one page), no gap, no repeat, and the cache never stops being healthy."""
+    tenant = new_tenant(expiring_system, ("sales", "starter", 6), ("sales", "professional", 6))
+    users = [tenant.user().user_id for _ in range(6)]
+    owner = tenant.owner
+    faults = Faults()
+
+    with client_of(expiring, tenant.owner_id, faults) as client, following(client, tenant.id) as cache:
+        with health_sampled(lambda: cache.healthy) as unhealthy:
+            owner.assign_seat(tenant.id, users[0], "sales", "starter")  # before any end
+            owner.assign_seat(tenant.id, users[1], "sales", "professional")
+            caught_up(cache, tenant, users)
+            fresh_watch(faults, 3)  # two ends while idle
+            owner.assign_seat(tenant.id, users[0], "sales", "professional")  # a move between ends
+            owner.unassign_seat(tenant.id, users[1], "sales")
+            caught_up(cache, tenant, users)
+            ends = faults.calls["WatchSeatEvents"] + 3
+            writes = 0
+            while faults.calls["WatchSeatEvents"] < ends:  # writing while three more ends pass
+                tier = ("starter", "professional")[writes // len(users) % 2]
+                owner.assign_seat(tenant.id, users[writes % len(users)], "sales", tier)
+                writes += 1
+                assert writes < 10_000, "the watch did not end"
+            caught_up(cache, tenant, users)
+            fresh_watch(faults, faults.opened + 1)
+            owner.unassign_seat(tenant.id, users[2], "sales")  # after the last end
+            caught_up(cache, tenant, users)
+            assert cache.healthy
+
+        assert not unhealthy, f"the cache was unhealthy {len(unhealthy)} times; last error {cache.last_error!r}"
+        assert cache.resyncs == 1, f"an end of the watch made the cache reload: {cache.last_error!r}"
+        assert cache.last_error is None, repr(cache.last_error)
+        assert faults.calls["ListSeatAssignments"] == 1, "the account was paged once, by the first load"
+        assert faults.calls["WatchSeatEvents"] >= 7
+        with faults.lock:
+            watches = [(stream.after, list(stream.delivered)) for stream in faults.streams]
+        assert_one_watch_without_gap_or_repeat(watches, cache.sequence)
+
+
+def test_a_resumed_watch_that_breaks_another_way_makes_the_cache_reload(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    tenant = new_tenant(expiring_system, ("sales", "professional", 2))
+    user = tenant.user().user_id
+    faults = Faults()
+
+    with client_of(expiring, tenant.owner_id, faults) as client, following(client, tenant.id) as cache:
+        fresh_watch(faults, 3)
+        assert (cache.resyncs, faults.calls["ListSeatAssignments"]) == (1, 1), "two ends were resumed"
+
+        faults.cut_watches()  # the resumed stream breaks (CANCELLED), not at its longest life
+
+        assert cache.wait_until(lambda c: c.resyncs == 2 and c.healthy, CONVERGE_SECONDS), repr(cache.last_error)
+        assert isinstance(cache.last_error, errors.Cancelled), repr(cache.last_error)
+        assert faults.calls["ListSeatAssignments"] == 2
+        tenant.owner.assign_seat(tenant.id, user, "sales", "professional")
+        caught_up(cache, tenant, [user])
+
+
+def test_a_resumed_watch_open_but_not_delivering_is_dropped_by_the_heartbeat(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    """The heartbeat cuts the stream that resumed the watch, not the one that ended before it."""
+    tenant = new_tenant(expiring_system, ("sales", "professional", 2))
+    user = tenant.user().user_id
+    faults, clock = Faults(), SteppedClock()
+
+    with (
+        client_of(expiring, tenant.owner_id, faults) as client,
+        following(client, tenant.id, max_silence=2.0, heartbeat_interval=0.05, clock=clock) as cache,
+    ):
+        resumed = fresh_watch(faults, 3)
+        assert cache.resyncs == 1, "two ends were resumed"
+        resumed.hold()  # open, and delivering nothing more
+        tenant.owner.assign_seat(tenant.id, user, "sales", "professional")
+        assert cache.wait_until(lambda c: c.server_sequence > c.sequence, CONVERGE_SECONDS), "no heartbeat saw it"
+
+        clock.advance(cache.max_silence + 0.001)
+
+        assert cache.wait_until(lambda c: c.resyncs == 2 and c.healthy, CONVERGE_SECONDS), repr(cache.last_error)
+        assert isinstance(cache.last_error, ForcedResync), repr(cache.last_error)
+        assert resumed.cancelled
+        caught_up(cache, tenant, [user])
+
+
+def test_a_resumed_watch_that_never_sends_its_first_message_is_cut(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    tenant = new_tenant(expiring_system, ("sales", "professional", 0))
+    user = tenant.user(seats=(("sales", "professional"),)).user_id
+    faults = Faults()
+
+    with (
+        client_of(expiring, tenant.owner_id, faults, timeout=1.0) as client,
+        following(client, tenant.id) as cache,
+    ):
+        fresh_watch(faults, 3)
+        assert (cache.resyncs, faults.calls["ListSeatAssignments"]) == (1, 1), "two ends were resumed"
+        faults.held = 1  # the stream that resumes the watch at its next end stays silent
+
+        assert cache.wait_until(lambda c: c.resyncs == 2 and c.healthy, CONVERGE_SECONDS), repr(cache.last_error)
+        assert isinstance(cache.last_error, ForcedResync), repr(cache.last_error)
+        assert faults.calls["ListSeatAssignments"] == 2
+        assert cache.tier_of(user, "sales") == PROFESSIONAL
+        assert cache.remote_checks == 0
+
+
 # ---- figures: tier_of in memory, commit to apply -------------------------------------------------
 
 
@@ -712,6 +938,194 @@ def test_async_an_idle_watch_is_confirmed_by_the_heartbeat(running: Running, sys
             assert not cache.healthy
             assert await cache.tier_of(user, "sales") == PROFESSIONAL  # closed: from CheckSeats
             assert cache.remote_checks == 1
+
+    run(scenario)
+
+
+class AsyncWatches(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Between an AsyncSeatsClient and the server: records each watch call (its after_sequence,
+    and the sequences it delivered), and when asked does something to the next message any
+    watch receives: "hold" keeps it (the stream stays open and silent until cancelled), "break"
+    ends the stream with UNAVAILABLE instead (as when a server goes away)."""
+
+    def __init__(self) -> None:
+        self.watches: list[tuple[int, list[int]]] = []
+        self.next_message: str | None = None
+
+    @property
+    def calls(self) -> int:
+        return len(self.watches)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        call = await continuation(details, request)
+        delivered: list[int] = []
+        self.watches.append((request.after_sequence, delivered))
+
+        async def relay() -> AsyncIterator[Any]:
+            async for message in call:
+                fate, self.next_message = self.next_message, None
+                if fate == "hold":
+                    await asyncio.Event().wait()  # until the reader is cancelled
+                if fate == "break":
+                    raise grpc.aio.AioRpcError(
+                        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "injected by the test"
+                    )
+                delivered.append(message.event.sequence)
+                yield message
+
+        return relay()
+
+    async def fresh_watch(self, calls: int) -> None:
+        """Waits for the `calls`-th watch to deliver its first message."""
+        async with asyncio.timeout(CONVERGE_SECONDS):
+            while self.calls < calls or not self.watches[-1][1]:
+                await asyncio.sleep(0.005)
+
+
+def test_async_cache_resumes_a_watch_the_server_ends_at_its_longest_life_without_reloading(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    tenant = new_tenant(expiring_system, ("sales", "starter", 6), ("sales", "professional", 6))
+    users = [tenant.user().user_id for _ in range(6)]
+    watches = AsyncWatches()
+
+    async def scenario() -> None:
+        async with (
+            AsyncSeatsClient(
+                expiring.target, actor=tenant.owner_id, retry=FAST_RETRY, timeout=CALL_TIMEOUT, interceptors=[watches]
+            ) as client,
+            AsyncSeatCache(client, tenant.id, max_silence=LONG_SILENCE, backoff=QUICK_BACKOFF) as cache,
+        ):
+            assert await cache.wait_until_healthy(CONVERGE_SECONDS), repr(cache.last_error)
+            unhealthy: list[float] = []
+
+            async def sample() -> None:
+                while True:
+                    if not cache.healthy:
+                        unhealthy.append(time.monotonic())
+                    await asyncio.sleep(0.001)
+
+            async def caught_up() -> None:
+                answer = await client.check_seats(tenant.id, "sales", users)
+                assert await cache.wait_for_sequence(answer.sequence, CONVERGE_SECONDS), repr(cache.last_error)
+                assert cache.sequence == answer.sequence
+                assert [await cache.tier_of(u, "sales") for u in users] == list(answer.tiers)
+                assert cache.remote_checks == 0
+
+            sampler = asyncio.create_task(sample())
+            await client.assign_seat(tenant.id, users[0], "sales", "starter")  # before any end
+            await caught_up()
+            await watches.fresh_watch(3)  # two ends while idle
+            await client.assign_seat(tenant.id, users[0], "sales", "professional")
+            await client.assign_seat(tenant.id, users[1], "sales", "starter")
+            await caught_up()
+            ends, writes = watches.calls + 3, 0
+            while watches.calls < ends:  # writing while three more ends pass
+                tier = ("starter", "professional")[writes // len(users) % 2]
+                await client.assign_seat(tenant.id, users[writes % len(users)], "sales", tier)
+                writes += 1
+                assert writes < 10_000, "the watch did not end"
+            await caught_up()
+            await watches.fresh_watch(watches.calls + 1)
+            await client.unassign_seat(tenant.id, users[2], "sales")  # after the last end
+            await caught_up()
+            sampler.cancel()
+
+            assert not unhealthy, f"unhealthy {len(unhealthy)} times; last error {cache.last_error!r}"
+            assert cache.resyncs == 1, f"an end of the watch made the cache reload: {cache.last_error!r}"
+            assert cache.last_error is None, repr(cache.last_error)
+            assert watches.calls >= 7
+            assert_one_watch_without_gap_or_repeat([(a, list(d)) for a, d in watches.watches], cache.sequence)
+
+    run(scenario)
+
+
+def test_async_a_resumed_watch_that_breaks_another_way_makes_the_cache_reload(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    tenant = new_tenant(expiring_system, ("sales", "professional", 2))
+    user = tenant.user().user_id
+    watches = AsyncWatches()
+
+    async def scenario() -> None:
+        async with (
+            AsyncSeatsClient(
+                expiring.target, actor=tenant.owner_id, retry=FAST_RETRY, timeout=CALL_TIMEOUT, interceptors=[watches]
+            ) as client,
+            AsyncSeatCache(client, tenant.id, max_silence=LONG_SILENCE, backoff=QUICK_BACKOFF) as cache,
+        ):
+            assert await cache.wait_until_healthy(CONVERGE_SECONDS), repr(cache.last_error)
+            await watches.fresh_watch(3)
+            assert cache.resyncs == 1, "two ends were resumed"
+
+            watches.next_message = "break"
+            await client.assign_seat(tenant.id, user, "sales", "professional")  # its event breaks the stream
+
+            assert await cache.wait_until(lambda c: c.resyncs == 2 and c.healthy, CONVERGE_SECONDS)
+            assert isinstance(cache.last_error, errors.Unavailable), repr(cache.last_error)
+            assert cache.last_error.reason == "", "not an end at the watch's longest life"
+            answer = await client.check_seats(tenant.id, "sales", [user])
+            assert await cache.wait_for_sequence(answer.sequence, CONVERGE_SECONDS)
+            assert await cache.tier_of(user, "sales") == PROFESSIONAL
+            assert cache.remote_checks == 0
+
+    run(scenario)
+
+
+def test_async_a_resumed_watch_open_but_not_delivering_is_dropped_by_the_heartbeat(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    tenant = new_tenant(expiring_system, ("sales", "professional", 2))
+    user = tenant.user().user_id
+    watches, clock = AsyncWatches(), SteppedClock()
+
+    async def scenario() -> None:
+        async with (
+            AsyncSeatsClient(
+                expiring.target, actor=tenant.owner_id, retry=FAST_RETRY, timeout=CALL_TIMEOUT, interceptors=[watches]
+            ) as client,
+            AsyncSeatCache(client, tenant.id, max_silence=2.0, heartbeat_interval=0.05, clock=clock) as cache,
+        ):
+            assert await cache.wait_until_healthy(CONVERGE_SECONDS), repr(cache.last_error)
+            await watches.fresh_watch(3)
+            assert cache.resyncs == 1, "two ends were resumed"
+
+            watches.next_message = "hold"
+            await client.assign_seat(tenant.id, user, "sales", "professional")  # its event is held
+            assert await cache.wait_until(lambda c: c.server_sequence > c.sequence, CONVERGE_SECONDS)
+            clock.advance(cache.max_silence + 0.001)
+
+            assert await cache.wait_until(lambda c: c.resyncs == 2 and c.healthy, CONVERGE_SECONDS)
+            assert isinstance(cache.last_error, ForcedResync), repr(cache.last_error)
+            assert await cache.wait_for_sequence(cache.server_sequence, CONVERGE_SECONDS)
+            assert await cache.tier_of(user, "sales") == PROFESSIONAL
+
+    run(scenario)
+
+
+def test_async_a_resumed_watch_that_never_sends_its_first_message_is_cut(
+    expiring: Running, expiring_system: SeatsClient
+) -> None:
+    tenant = new_tenant(expiring_system, ("sales", "professional", 0))
+    user = tenant.user(seats=(("sales", "professional"),)).user_id
+    watches = AsyncWatches()
+
+    async def scenario() -> None:
+        async with (
+            AsyncSeatsClient(
+                expiring.target, actor=tenant.owner_id, retry=FAST_RETRY, timeout=1.0, interceptors=[watches]
+            ) as client,
+            AsyncSeatCache(client, tenant.id, max_silence=LONG_SILENCE, backoff=QUICK_BACKOFF) as cache,
+        ):
+            assert await cache.wait_until_healthy(CONVERGE_SECONDS), repr(cache.last_error)
+            await watches.fresh_watch(3)
+            assert cache.resyncs == 1, "two ends were resumed"
+            watches.next_message = "hold"  # the idle account's next message: the next resumed stream's first
+
+            assert await cache.wait_until(lambda c: c.resyncs == 2 and c.healthy, CONVERGE_SECONDS)
+            assert isinstance(cache.last_error, ForcedResync), repr(cache.last_error)
+            assert await cache.tier_of(user, "sales") == PROFESSIONAL
+            assert cache.remote_checks == 0
 
     run(scenario)
 

@@ -6,9 +6,10 @@ assignments, loaded and followed by tasks of the running event loop.
             tier = await cache.tier_of(user_id, "sales")
 
 ``seats.cache`` explains how the copy is made exact, how the cache tells an idle healthy watch
-from a broken one (a CheckSeats heartbeat that confirms the sequence), and why ``tier_of``
-never answers from memory it cannot confirm within ``max_silence``. Use one cache from the
-event loop that made it.
+from a broken one (a CheckSeats heartbeat that confirms the sequence), how it resumes a watch the
+server ends at its longest life (WATCH_EXPIRED) without reloading, and why ``tier_of`` never
+answers from memory it cannot confirm within ``max_silence``. Use one cache from the event loop
+that made it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import TypeAlias
+
+import grpc
+import grpc.aio
 
 from . import requests
 from ._retry import NO_RETRY, RetryPolicy
@@ -36,8 +41,14 @@ from .cache import (
     View,
     check_arguments,
     first_message_timeout,
+    resumable,
+    watch_request,
 )
 from .v1 import seat_service_pb2
+
+_WatchCall: TypeAlias = grpc.aio.UnaryStreamCall[
+    seat_service_pb2.WatchSeatEventsRequest, seat_service_pb2.WatchSeatEventsResponse
+]
 
 
 class AsyncSeatCache(CacheStatus):
@@ -165,24 +176,16 @@ class AsyncSeatCache(CacheStatus):
 
     async def _load_and_watch(self) -> None:
         """``SeatCache._load_and_watch``: the watch opens one event early and its first message
-        proves it live before the load; then a task of its own reads it, which the heartbeat
-        cancels when the watch is open but not delivering."""
+        proves it live before the load; then a task of its own reads it (and the streams that
+        resume it), which the heartbeat cancels when the watch is open but not delivering."""
         state = self._state
         state.work = None
         before, _ = await self._sequence_now()
-        request = seat_service_pb2.WatchSeatEventsRequest(
-            account_id=state.account_id, after_sequence=max(before - 1, 0)
-        )
-        call = self._client._stubs["SeatService"].WatchSeatEvents(request, metadata=self._client._metadata())
+        call = self._open(before)
         watch: asyncio.Task[None] | None = None
         try:
             messages: AsyncIterator[seat_service_pb2.WatchSeatEventsResponse] = call.__aiter__()
-            first = None
-            if before > 0:  # event `before` comes at once and proves the stream live; a silent one is cut
-                try:
-                    first = await asyncio.wait_for(anext(messages), first_message_timeout(self._client.timeout))
-                except TimeoutError:
-                    raise ForcedResync("the new watch sent nothing within the call deadline") from None
+            first = await self._first(messages) if before > 0 else None
             assignments = [
                 a async for a in self._client.iter_seat_assignments(state.account_id, page_size=self._page_size)
             ]
@@ -210,10 +213,50 @@ class AsyncSeatCache(CacheStatus):
         if error is not None:
             raise error
 
+    def _open(self, sequence: int) -> _WatchCall:
+        """WatchSeatEvents from one event before ``sequence`` (its first message proves it live)."""
+        request = watch_request(self._state.account_id, sequence)
+        call: _WatchCall = self._client._stubs["SeatService"].WatchSeatEvents(
+            request, metadata=self._client._metadata()
+        )
+        return call
+
+    async def _first(
+        self, messages: AsyncIterator[seat_service_pb2.WatchSeatEventsResponse]
+    ) -> seat_service_pb2.WatchSeatEventsResponse:
+        """A new watch's first message; a watch that sends nothing within the call deadline is cut."""
+        try:
+            return await asyncio.wait_for(anext(messages), first_message_timeout(self._client.timeout))
+        except TimeoutError:
+            raise ForcedResync("the new watch sent nothing within the call deadline") from None
+
     async def _read(self, messages: AsyncIterator[seat_service_pb2.WatchSeatEventsResponse], view: View) -> None:
-        async for message in messages:
-            self._state.apply(view, message.event)
-            self._notify()
+        """Applies the watch's events to the copy. When the server ends the stream at its longest
+        life, the same watch from the last event applied carries on, in this task: cancelling
+        it (the heartbeat, close()) cancels the stream it reads at the time."""
+        state = self._state
+        resumed = None
+        try:
+            while True:
+                try:
+                    async for message in messages:
+                        state.apply(view, message.event)
+                        self._notify()
+                    return
+                except grpc.RpcError as error:
+                    if not resumable(error, view.sequence):
+                        raise
+                if resumed is not None:
+                    resumed.cancel()
+                resumed = self._open(view.sequence)
+                messages = resumed.__aiter__()
+                if view.sequence > 0:
+                    first = await self._first(messages)
+                    state.apply(view, first.event)
+                    self._notify()
+        finally:
+            if resumed is not None:
+                resumed.cancel()
 
     async def _beat(self) -> None:
         while True:

@@ -48,9 +48,20 @@ in practice, while healthy, changes arrive within milliseconds of their commit. 
 sequence that CheckSeats named more than ``max_silence`` ago has still not come through an open
 watch (the watch is open but not delivering), the cache drops the watch and reloads.
 
-*Resyncing.* A gap, the watch ending (a server restart ends it with UNAVAILABLE), a forced
-reload, or any error makes the background worker reload, with jittered exponential backoff
-(``backoff``), forever, until ``close()``; ``last_error`` tells what went wrong last.
+*Resuming.* The server ends every watch at its longest life (``--watch-max-seconds``) with
+UNAVAILABLE and the reason WATCH_EXPIRED, whose metadata ``after_sequence`` is the last event it
+sent. That is no failure: when it agrees with the last sequence the copy applied, the worker
+opens WatchSeatEvents again one event before that sequence, as a load does (the first message,
+that event again, proves the new stream live and changes nothing), and goes on applying events
+to the same copy: no load, no backoff, no resync counted, no gap and no event applied twice.
+The copy stays published and ``watching`` stays true meanwhile. The new stream is the one
+``close()`` and the heartbeat cancel, and it is cut like a load's when it sends nothing within
+the call deadline; ``watch_since`` keeps the time the first stream of the load opened.
+
+*Resyncing.* A gap, the watch ending any other way (a server restart ends it with UNAVAILABLE),
+a WATCH_EXPIRED whose ``after_sequence`` disagrees with the copy, a forced reload, or any error
+makes the background worker reload, with jittered exponential backoff (``backoff``), forever,
+until ``close()``; ``last_error`` tells what went wrong last.
 
 Readers never lock: ``tier_of`` reads the published copy, a dict per hub that the worker updates
 one key at a time (atomic dict operations) or replaces whole. A move is two events, so for the
@@ -62,7 +73,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Protocol, TypeAlias
 
@@ -70,7 +81,7 @@ import grpc
 
 from . import errors, requests
 from ._retry import NO_RETRY, RetryPolicy
-from .client import SeatsClient
+from .client import SeatsClient, watch_expired
 from .v1 import resources_pb2 as r
 from .v1 import seat_service_pb2
 
@@ -97,6 +108,10 @@ _NO_TIER = r.TIER_UNSPECIFIED
 
 class _Cancellable(Protocol):
     def cancel(self) -> bool: ...
+
+
+class _WatchStream(_Cancellable, Protocol):
+    def __iter__(self) -> Iterator[seat_service_pb2.WatchSeatEventsResponse]: ...
 
 
 class SequenceGap(Exception):
@@ -292,6 +307,23 @@ class State:
         self.published = EMPTY
         self.work = None
         self.watching = False
+
+
+def resumable(error: BaseException, applied: int) -> bool:
+    """The server ended the watch at its longest life (UNAVAILABLE / WATCH_EXPIRED) right after
+    sending event ``applied``, the last one the copy applied (its metadata ``after_sequence``
+    says so): the same watch from there carries on. Any other end is a failure."""
+    if not isinstance(error, grpc.RpcError):
+        return False
+    if not isinstance(error, errors.SeatsError):
+        error = errors.from_rpc_error(error)
+    return watch_expired(error) and error.metadata.get("after_sequence") == str(applied)
+
+
+def watch_request(account_id: str, sequence: int) -> seat_service_pb2.WatchSeatEventsRequest:
+    """WatchSeatEvents one event before ``sequence``: its first message, event ``sequence``
+    (already committed), comes at once and proves the stream live."""
+    return seat_service_pb2.WatchSeatEventsRequest(account_id=account_id, after_sequence=max(sequence - 1, 0))
 
 
 def first_message_timeout(client_timeout: float | None) -> float:
@@ -509,33 +541,20 @@ class SeatCache(CacheStatus):
         return self._probe.check_seats(self._state.account_id, PROBE_HUB, [PROBE_USER_ID]).sequence, sent
 
     def _load_and_watch(self) -> None:
-        """One load and the watch after it, until the watch breaks (a healthy watch never
-        ends by itself) or close() cancels it. The watch opens first, one event early, so that
-        its first message proves it is live before the load pages anything."""
+        """One load and the watch after it, until the watch breaks (a healthy watch only ends
+        at its longest life, and is then resumed) or close() cancels it. The watch opens first,
+        one event early, so that its first message proves it is live before the load pages
+        anything."""
         state = self._state
         with self._lock:
             state.work = None
         before, _ = self._sequence_now()
-        request = seat_service_pb2.WatchSeatEventsRequest(
-            account_id=state.account_id, after_sequence=max(before - 1, 0)
-        )
-        stream = self._client._stubs["SeatService"].WatchSeatEvents(request, metadata=self._client._metadata())
-        with self._lock:
-            if self._stop.is_set():
-                stream.cancel()
-                return
-            self._stream = stream
+        stream = self._open(before)
+        if stream is None:
+            return
         try:
             messages = iter(stream)
-            first = None
-            if before > 0:  # event `before` comes at once and proves the stream live; a silent one is cut
-                timer = threading.Timer(first_message_timeout(self._client.timeout), self._cut_silent, (stream,))
-                timer.daemon = True
-                timer.start()
-                try:
-                    first = next(messages)
-                finally:
-                    timer.cancel()
+            first = self._first(stream, messages) if before > 0 else None
             assignments = list(self._client.iter_seat_assignments(state.account_id, page_size=self._page_size))
             after, after_sent = self._sequence_now()
             with self._lock:
@@ -546,10 +565,28 @@ class SeatCache(CacheStatus):
                     state.apply(view, first.event)
                 state.watching, state.watch_since = True, state.clock()
                 self._changed.notify_all()
-            for message in messages:
-                with self._lock:
-                    state.apply(view, message.event)
-                    self._changed.notify_all()
+            while True:
+                try:
+                    for message in messages:
+                        with self._lock:
+                            state.apply(view, message.event)
+                            self._changed.notify_all()
+                    return
+                except grpc.RpcError as error:
+                    if not resumable(error, view.sequence):
+                        raise
+                    expired = error
+                # The stream lived its full life: the same watch from the last event applied.
+                stream.cancel()
+                resumed = self._open(view.sequence, expired)
+                if resumed is None:
+                    return
+                stream, messages = resumed, iter(resumed)
+                if view.sequence > 0:
+                    first = self._first(stream, messages)
+                    with self._lock:
+                        state.apply(view, first.event)
+                        self._changed.notify_all()
         finally:
             stream.cancel()
             with self._lock:
@@ -558,6 +595,39 @@ class SeatCache(CacheStatus):
                 self._stream = None
                 state.watching = False
                 self._changed.notify_all()
+
+    def _open(self, sequence: int, expired: grpc.RpcError | None = None) -> _WatchStream | None:
+        """Opens the watch one event before ``sequence`` and makes it the stream close() and the
+        heartbeat cancel; None once close() was called. ``expired`` is the WATCH_EXPIRED that
+        ended the stream this one resumes: if the heartbeat meant to cut that stream meanwhile
+        (it was behind), it is raised, and the account reloads for the heartbeat's reason."""
+        request = watch_request(self._state.account_id, sequence)
+        stream: _WatchStream = self._client._stubs["SeatService"].WatchSeatEvents(
+            request, metadata=self._client._metadata()
+        )
+        with self._lock:
+            closed = self._stop.is_set()
+            cut = expired is not None and self._state.forced is not None
+            if not closed and not cut:
+                self._stream = stream
+                return stream
+        stream.cancel()
+        if cut and expired is not None:
+            raise expired
+        return None
+
+    def _first(
+        self, stream: _Cancellable, messages: Iterator[seat_service_pb2.WatchSeatEventsResponse]
+    ) -> seat_service_pb2.WatchSeatEventsResponse:
+        """The new watch's first message; a watch that sends nothing within the call deadline is
+        cut (and ``_cut_silent`` records why)."""
+        timer = threading.Timer(first_message_timeout(self._client.timeout), self._cut_silent, (stream,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return next(messages)
+        finally:
+            timer.cancel()
 
     def _cut_silent(self, stream: _Cancellable) -> None:
         with self._lock:
