@@ -3,7 +3,10 @@
     python -m bench.empty_server --address 127.0.0.1:0 --metrics-address 127.0.0.1:9101
 
 Same server model as service/server.py (a sync grpc.server on a thread pool of
-Config().max_workers, maximum_concurrent_rpcs=Config().max_concurrent_rpcs, no reuse-port).
+Config().max_workers, maximum_concurrent_rpcs=Config().max_concurrent_rpcs, no reuse-port), on
+grpcio's stock thread pool: the baseline every ratio of `make bench` divides by. With
+--admission it runs on the seat server's admission pool instead (service/admission.py), which
+answers faster; the README's Speed section gives both.
 A generic handler answers every unary method, whatever its path, with an empty message, so
 h2load sends it the very bytes it sends the seat server. Answers are counted like the
 service counts them, in grpc_server_handled_total, served as Prometheus text on
@@ -23,6 +26,7 @@ from types import FrameType
 import grpc
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
+from service.admission import WorkerPool
 from service.config import Config
 
 
@@ -47,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--address", default="127.0.0.1:0", help="where to serve gRPC (port 0 picks one)")
     parser.add_argument("--metrics-address", required=True, help="host:port of the Prometheus text endpoint")
+    parser.add_argument(
+        "--admission",
+        action="store_true",
+        help="run on the seat server's admission pool (service/admission.py) instead of grpcio's stock one",
+    )
     args = parser.parse_args(argv)
 
     registry = CollectorRegistry()
@@ -60,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     start_http_server(int(metrics_port), addr=metrics_host, registry=registry)
 
     config = Config()
+    pool: futures.ThreadPoolExecutor = futures.ThreadPoolExecutor(max_workers=config.max_workers)
+    limit: int | None = config.max_concurrent_rpcs
+    if args.admission:
+        pool = WorkerPool(config.max_workers, config.receive_timeout_seconds, config.max_concurrent_rpcs)
+        limit = None
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers),
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        pool,
+        maximum_concurrent_rpcs=limit,
         options=[("grpc.so_reuseport", 0)],
     )
     server.add_generic_rpc_handlers((EmptyHandler(handled),))
