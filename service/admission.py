@@ -33,7 +33,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from .domain.errors import Kind, SeatError
+from .domain.errors import ErrorReason, Kind, SeatError, reason
 from .errors import to_status
 
 log = logging.getLogger("seats.admission")
@@ -61,7 +61,7 @@ _UNARY_THUNK = "_unary_request.<locals>.unary_request"  # the request thunk of s
 def malformed(message_type: type[Message], exc: Exception) -> SeatError:
     return SeatError(
         Kind.INVALID_ARGUMENT,
-        "MALFORMED_REQUEST",
+        reason(ErrorReason.MALFORMED_REQUEST),
         f"the request is not a valid {message_type.DESCRIPTOR.full_name} in protobuf binary ({exc})",
         {"message": message_type.DESCRIPTOR.full_name},
     )
@@ -323,7 +323,7 @@ def _timeout_status(seconds: float) -> grpc.Status:
     return to_status(
         SeatError(
             Kind.DEADLINE_EXCEEDED,
-            "REQUEST_TIMEOUT",
+            reason(ErrorReason.REQUEST_TIMEOUT),
             f"the request message did not arrive within {seconds:g} s of the call's headers",
             {"timeout_seconds": f"{seconds:g}"},
         )
@@ -334,7 +334,7 @@ def _busy_status(limit: int) -> grpc.Status:
     return to_status(
         SeatError(
             Kind.RESOURCE_EXHAUSTED,
-            "TOO_MANY_CALLS",
+            reason(ErrorReason.TOO_MANY_CALLS),
             f"the server runs {limit} calls at once and all are taken; retry with backoff",
             {"limit": str(limit)},
         )
@@ -342,4 +342,6 @@ def _busy_status(limit: int) -> grpc.Status:
 
 
 def _stopping_status() -> grpc.Status:
-    return to_status(SeatError(Kind.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down; retry the call"))
+    return to_status(
+        SeatError(Kind.UNAVAILABLE, reason(ErrorReason.SHUTTING_DOWN), "the server is shutting down; retry the call")
+    )

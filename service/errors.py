@@ -9,7 +9,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from .domain.errors import Kind, SeatError
+from .domain.errors import ErrorReason, Kind, SeatError, reason
 
 DOMAIN = "seats.v1"
 
@@ -75,6 +75,6 @@ def internal_status(message: str = "internal error; it was logged") -> grpc.Stat
     status = status_pb2.Status(
         code=code_pb2.INTERNAL,
         message=message,
-        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
+        details=[_pack(error_details_pb2.ErrorInfo(reason=reason(ErrorReason.INTERNAL), domain=DOMAIN))],
     )
     return rpc_status.to_status(status)

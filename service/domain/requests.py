@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ..clock import Clock
-from .errors import Kind, SeatError
+from .errors import ErrorReason, Kind, SeatError, reason
 from .ports import SeatStore
 
 T = TypeVar("T")
@@ -100,7 +100,7 @@ def check(store: SeatStore, request: Request, scope: str) -> None:
     if found.fingerprint != request.fingerprint:
         raise SeatError(
             Kind.INVALID_ARGUMENT,
-            "REQUEST_ID_REUSED",
+            reason(ErrorReason.REQUEST_ID_REUSED),
             "this request_id was used for another request; use a new id for a new request",
             {"request_id": request.request_id},
             fields=[("request_id", "used for another request")],

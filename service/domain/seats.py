@@ -16,6 +16,7 @@ from typing import TypeVar
 from ..clock import Clock
 from . import paging, requests
 from .errors import (
+    ErrorReason,
     Kind,
     SeatError,
     account_not_found,
@@ -24,6 +25,7 @@ from .errors import (
     invalid,
     permission_missing,
     precondition,
+    reason,
     user_not_found,
 )
 from .model import (
@@ -346,7 +348,7 @@ class SeatDomain:
         pool = unit._pools.get((hub, tier))
         if pool is None:
             raise precondition(
-                "NOT_SUBSCRIBED",
+                ErrorReason.NOT_SUBSCRIBED,
                 f"{hub.name}/{tier.name}",
                 f"the account has no {tier_name(hub, tier)} subscription",
                 hub=hub.name,
@@ -574,7 +576,7 @@ class SeatDomain:
         if call.actor is not None:
             raise SeatError(
                 Kind.PERMISSION_DENIED,
-                "SYSTEM_CALL_ONLY",
+                reason(ErrorReason.SYSTEM_CALL_ONLY),
                 "accounts are created by trusted system calls, without an acting user",
                 {"actor": call.actor},
             )
@@ -592,7 +594,7 @@ class SeatDomain:
             seen.add((hub, tier))
             if purchased and not self.prices.price(hub, tier).purchasable:
                 raise precondition(
-                    "TIER_NOT_PURCHASABLE",
+                    ErrorReason.TIER_NOT_PURCHASABLE,
                     f"{hub.name}/{tier.name}",
                     f"{tier_name(hub, tier)} seats cannot be bought",
                     hub=hub.name,
@@ -660,7 +662,7 @@ class SeatDomain:
         price = self.prices.price(pool.hub, pool.tier)
         if not price.purchasable:
             raise precondition(
-                "TIER_NOT_PURCHASABLE",
+                ErrorReason.TIER_NOT_PURCHASABLE,
                 f"{pool.hub.name}/{pool.tier.name}",
                 f"{tier_name(pool.hub, pool.tier)} seats cannot be bought",
                 hub=pool.hub.name,
@@ -668,7 +670,7 @@ class SeatDomain:
             )
         if pool.capacity + quantity > MAX_POOL_SEATS:
             raise precondition(
-                "SEAT_LIMIT",
+                ErrorReason.SEAT_LIMIT,
                 f"{pool.hub.name}/{pool.tier.name}",
                 f"a pool holds at most {MAX_POOL_SEATS} seats",
                 limit=str(MAX_POOL_SEATS),
@@ -712,7 +714,7 @@ class SeatDomain:
         def limit(pool: Pool) -> None:
             if quantity > pool.removable:
                 raise precondition(
-                    "SEATS_ASSIGNED",
+                    ErrorReason.SEATS_ASSIGNED,
                     f"{hub.name}/{tier.name}",
                     f"only {pool.removable} unassigned purchased seat(s) can be removed; assigned seats "
                     "cannot be removed (unassign them first)",
@@ -733,7 +735,7 @@ class SeatDomain:
         def limit(pool: Pool) -> None:
             if quantity > pool.pending_removal:
                 raise precondition(
-                    "NOT_PENDING_REMOVAL",
+                    ErrorReason.NOT_PENDING_REMOVAL,
                     f"{hub.name}/{tier.name}",
                     f"only {pool.pending_removal} seat(s) are pending removal",
                     pending_removal=str(pool.pending_removal),
@@ -788,7 +790,7 @@ class SeatDomain:
         if pool.available <= 0 and pool.pending_removal <= 0:
             if not purchase_if_needed:
                 raise precondition(
-                    "NO_SEAT_AVAILABLE",
+                    ErrorReason.NO_SEAT_AVAILABLE,
                     subject,
                     f"every {tier_name(pool.hub, pool.tier)} seat is taken ({pool.assigned} of {pool.capacity}); "
                     "buy a seat or pass purchase_if_needed",
@@ -863,7 +865,7 @@ class SeatDomain:
             current = unit.seats(user_id).get(hub)
             if current is None:
                 raise precondition(
-                    "SEAT_NOT_ASSIGNED",
+                    ErrorReason.SEAT_NOT_ASSIGNED,
                     user_id,
                     f"the user holds no {hub.name.title()} seat",
                     hub=hub.name,
@@ -1016,7 +1018,7 @@ class SeatDomain:
         if len(set(assign_user_ids)) != len(assign_user_ids):
             raise invalid("assign_user_ids", "a user may appear once")
         if tier is Tier.FREE:
-            raise precondition("NOT_AN_UPGRADE", f"{hub.name}/{tier.name}", "nothing upgrades to free tools")
+            raise precondition(ErrorReason.NOT_AN_UPGRADE, f"{hub.name}/{tier.name}", "nothing upgrades to free tools")
 
         def work(unit: Unit) -> UpgradeResult:
             if assign_user_ids:
@@ -1025,7 +1027,7 @@ class SeatDomain:
             held_tiers = [t for (h, t) in pools if h is hub]
             if held_tiers and max(held_tiers) >= tier:
                 raise precondition(
-                    "NOT_AN_UPGRADE",
+                    ErrorReason.NOT_AN_UPGRADE,
                     f"{hub.name}/{tier.name}",
                     f"the {hub.name.title()} hub already has tier {max(held_tiers).name}",
                     current_tier=max(held_tiers).name,
@@ -1191,7 +1193,7 @@ class SeatDomain:
         if target.user_id == owner and actor.user_id != owner:
             raise SeatError(
                 Kind.PERMISSION_DENIED,
-                "OWNER_ONLY",
+                reason(ErrorReason.OWNER_ONLY),
                 f"only the account owner may {what} the account owner",
                 {"user_id": owner},
             )
@@ -1220,7 +1222,7 @@ class SeatDomain:
             if self.store.email_owner(account_id, key) is not None:
                 raise SeatError(
                     Kind.ALREADY_EXISTS,
-                    "EMAIL_TAKEN",
+                    reason(ErrorReason.EMAIL_TAKEN),
                     f"a user with email {email!r} already exists in this account",
                     {"email": email},
                 )
@@ -1287,7 +1289,10 @@ class SeatDomain:
                 self._check_grants(unit.actor, old, perms)
                 if old.super_admin and not perms.super_admin and user_id == unit.account.owner_user_id:
                     raise precondition(
-                        "OWNER_STAYS_SUPER_ADMIN", user_id, "the account owner stays a super admin", user_id=user_id
+                        ErrorReason.OWNER_STAYS_SUPER_ADMIN,
+                        user_id,
+                        "the account owner stays a super admin",
+                        user_id=user_id,
                     )
             email = new_email if new_email is not None else user.email
             if email.casefold() != user.email.casefold():
@@ -1295,7 +1300,7 @@ class SeatDomain:
                 if owner is not None and owner != user_id:
                     raise SeatError(
                         Kind.ALREADY_EXISTS,
-                        "EMAIL_TAKEN",
+                        reason(ErrorReason.EMAIL_TAKEN),
                         f"a user with email {email!r} already exists in this account",
                         {"email": email},
                     )
@@ -1327,12 +1332,12 @@ class SeatDomain:
             _check_etag(user, etag)
             if user_id == unit.account.owner_user_id:
                 raise precondition(
-                    "OWNER_NOT_DELETABLE", user_id, "the account owner cannot be deleted", user_id=user_id
+                    ErrorReason.OWNER_NOT_DELETABLE, user_id, "the account owner cannot be deleted", user_id=user_id
                 )
             if user.seats:  # S10
                 hubs = ",".join(s.hub.name for s in user.seats)
                 raise precondition(
-                    "USER_HOLDS_SEATS",
+                    ErrorReason.USER_HOLDS_SEATS,
                     user_id,
                     f"the user holds {len(user.seats)} seat(s) ({hubs}); unassign them first",
                     hubs=hubs,
@@ -1456,7 +1461,7 @@ def _quantity(field_name: str, value: int, *, minimum: int = 1) -> None:
 def _etag_mismatch(user_id: str) -> SeatError:
     return SeatError(
         Kind.ABORTED,
-        "ETAG_MISMATCH",
+        reason(ErrorReason.ETAG_MISMATCH),
         "the user changed since it was read; read it again and retry",
         {"user_id": user_id},
     )
@@ -1466,7 +1471,7 @@ def _check_pool_etag(pool: Pool, etag: str) -> None:
     if etag and etag != pool.etag:
         raise SeatError(
             Kind.ABORTED,
-            "ETAG_MISMATCH",
+            reason(ErrorReason.ETAG_MISMATCH),
             "the seat pool changed since it was read; read it again and retry",
             {"hub": pool.hub.name, "tier": pool.tier.name, "etag": pool.etag},
         )

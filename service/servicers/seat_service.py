@@ -11,7 +11,7 @@ from seats.v1 import resources_pb2 as r
 from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
-from ..domain.errors import Kind, SeatError, invalid
+from ..domain.errors import ErrorReason, Kind, SeatError, invalid, reason
 from ..domain.seats import MAX_KEPT_CHECK, NewAccount, SeatDomain, check_count
 from ..events import EventHub, WatchSlots
 from .common import (
@@ -373,7 +373,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                     # lets a client resume at once instead of backing off as after a failure.
                     raise SeatError(
                         Kind.UNAVAILABLE,
-                        "WATCH_EXPIRED",
+                        reason(ErrorReason.WATCH_EXPIRED),
                         f"the watch reached its longest life ({self.watch_max_seconds:g}s); "
                         "watch again from the last sequence you received",
                         {"after_sequence": str(cursor)},
@@ -394,7 +394,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             if self.hub.closed and context.is_active():
                 raise SeatError(
                     Kind.UNAVAILABLE,
-                    "SHUTTING_DOWN",
+                    reason(ErrorReason.SHUTTING_DOWN),
                     "the server is shutting down; watch again from the last sequence you received",
                     {"after_sequence": str(cursor)},
                 )
@@ -412,4 +412,6 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         else:
             message = "this server runs as many event watches as it may; retry later or page with ListSeatEvents"
             most = slots.per_server
-        return SeatError(Kind.RESOURCE_EXHAUSTED, "TOO_MANY_WATCHES", message, {"limit": limit, "max": str(most)})
+        return SeatError(
+            Kind.RESOURCE_EXHAUSTED, reason(ErrorReason.TOO_MANY_WATCHES), message, {"limit": limit, "max": str(most)}
+        )

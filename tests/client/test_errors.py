@@ -13,6 +13,7 @@ import pytest
 from seats import SeatsClient, SeatsError, errors
 
 from tests.client.conftest import Tenant, new_tenant, unique_email
+from tests.property.refusals import documented_reasons
 
 E = TypeVar("E", bound=SeatsError)
 
@@ -304,13 +305,7 @@ def test_invalid_field_names_the_field(tenant: Tenant, field: str, call: Callabl
 
 
 def test_every_reason_of_the_readme_has_its_class() -> None:
-    reasons = {
-        "INVALID_FIELD", "REQUEST_ID_REUSED", "ACCOUNT_NOT_FOUND", "USER_NOT_FOUND", "EMAIL_TAKEN",
-        "PERMISSION_MISSING", "ACTOR_NOT_IN_ACCOUNT", "SYSTEM_CALL_ONLY", "NO_SEAT_AVAILABLE", "SEATS_ASSIGNED",
-        "USER_HOLDS_SEATS", "NOT_SUBSCRIBED", "SEAT_LIMIT", "TIER_NOT_PURCHASABLE", "NOT_AN_UPGRADE",
-        "NOT_PENDING_REMOVAL", "SEAT_NOT_ASSIGNED", "OWNER_NOT_DELETABLE", "OWNER_STAYS_SUPER_ADMIN",
-        "ETAG_MISMATCH", "CONCURRENT_CHANGE", "TOO_MANY_WATCHES", "SHUTTING_DOWN", "STORE_UNAVAILABLE",
-    }  # fmt: skip
+    reasons = set(documented_reasons())
     assert reasons <= set(errors.BY_REASON)
     for reason in reasons:
         cls = errors.BY_REASON[reason]

@@ -1,6 +1,7 @@
-"""Exceptions of the seat service, one class per ErrorInfo reason, each under the class of
-its canonical status code: catch ``NoSeatAvailable`` for one rule, ``FailedPrecondition`` for
-every rule refusal, or ``SeatsError`` for anything the service refused."""
+"""Exceptions of the seat service, one class per ErrorInfo reason (a value of the
+seats.v1.ErrorReason enum), each under the class of its canonical status code: catch
+``NoSeatAvailable`` for one rule, ``FailedPrecondition`` for every rule refusal, or
+``SeatsError`` for anything the service refused."""
 
 from __future__ import annotations
 
@@ -100,7 +101,11 @@ class Cancelled(SeatsError):
 
 
 class Internal(SeatsError):
+    """The service failed on a bug of its own (reason ``INTERNAL``), or an INTERNAL status from
+    elsewhere (no reason)."""
+
     status_code = grpc.StatusCode.INTERNAL
+    error_reason = "INTERNAL"
 
 
 class Unknown(SeatsError):
