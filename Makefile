@@ -8,12 +8,22 @@ BUF := build/tools/node_modules/.bin/buf
 PROTOS := $(wildcard protos/seats/v1/*.proto)
 GEN_DIR := clients/python
 GENERATED := $(GEN_DIR)/seats/v1/seat_service_pb2.py
+# The contract with its comments, for reflection and for `grpcurl -protoset`; committed like the code.
+DESCRIPTOR_SET := service/contract.binpb
+# The contract of the last release, which `make buf-breaking` compares the protos with.
+RELEASED_IMAGE := protos/releases/v0.1.0.binpb
 PROTODEPS := build/protodeps/google/type/money.proto
-ADDRESS ?= 127.0.0.1:50051
-DATABASE_URL ?= sqlite:///var/seats.db
+# The server takes every setting from its flags, SEATS_* environment variables and defaults
+# (`python -m service.server --help`), so `make run` and `make migrate` pass none of their own:
+# `SEATS_ADDRESS=127.0.0.1:50071 make run` serves there. `make run ADDRESS=... DATABASE_URL=...`
+# still works, and only a value given on the make command line becomes a flag (a DATABASE_URL or
+# ADDRESS the environment happens to hold does not).
+given = $(filter command line,$(origin $(1)))
+SERVER_FLAGS := $(if $(call given,ADDRESS),--address '$(ADDRESS)') $(if $(call given,DATABASE_URL),--database-url '$(DATABASE_URL)')
+MIGRATE_FLAGS := $(if $(call given,DATABASE_URL),--database-url '$(DATABASE_URL)')
 PYTEST_ARGS ?=
 
-.PHONY: venv protos check-generated migrate run test test-fast lint buf-lint bench clean
+.PHONY: venv protos check-generated migrate run test test-fast lint buf-lint buf-breaking bench clean
 
 venv: $(INSTALLED)
 
@@ -38,15 +48,21 @@ $(GENERATED): $(PROTOS) $(PROTODEPS) $(INSTALLED)
 	  $(PROTOS)
 	touch $@
 
-protos: $(GENERATED)
+$(DESCRIPTOR_SET): $(PROTOS) $(PROTODEPS) $(INSTALLED) service/contract.py
+	$(BIN)/python -m grpc_tools.protoc -I protos -I build/protodeps \
+	  --include_source_info --include_imports --descriptor_set_out=build/protoc.binpb $(PROTOS)
+	$(BIN)/python -m service.contract build/protoc.binpb $@
+
+protos: $(GENERATED) $(DESCRIPTOR_SET)
 
 # The generated modules are committed, so that `pip install ./clients/python` works from a clone.
 # CI regenerates them and fails when that changes anything.
 check-generated: $(PROTODEPS) $(INSTALLED)
 	touch $(PROTOS)
 	$(MAKE) --no-print-directory protos
-	@git diff --exit-code --stat -- $(GEN_DIR)/seats/v1 && test -z "$$(git status --porcelain -- $(GEN_DIR)/seats/v1)" \
-	  || { echo "the generated code in $(GEN_DIR)/seats/v1 is stale: run 'make protos' and commit it"; exit 1; }
+	@git diff --exit-code --stat -- $(GEN_DIR)/seats/v1 $(DESCRIPTOR_SET) \
+	  && test -z "$$(git status --porcelain -- $(GEN_DIR)/seats/v1 $(DESCRIPTOR_SET))" \
+	  || { echo "the generated code in $(GEN_DIR)/seats/v1 or $(DESCRIPTOR_SET) is stale: run 'make protos' and commit it"; exit 1; }
 
 $(BUF):
 	mkdir -p build/tools
@@ -55,19 +71,27 @@ $(BUF):
 buf-lint: $(BUF) $(PROTODEPS)
 	$(BUF) lint
 
+# Only additive changes since the last release: the protos against its committed Buf image (no git
+# tag needed), image to image (a workspace of two modules would match each module with the whole
+# image), with buf.yaml's breaking rules. A release commits its own: buf build -o protos/releases/vX.Y.Z.binpb
+buf-breaking: $(BUF) $(PROTODEPS)
+	$(BUF) build -o build/contract.binpb
+	$(BUF) breaking build/contract.binpb --against $(RELEASED_IMAGE) --config buf.yaml
+
+# var/ holds the default database, sqlite:///var/seats.db
 migrate: protos
 	mkdir -p var
-	$(BIN)/python -m service.server migrate --database-url '$(DATABASE_URL)'
+	$(BIN)/python -m service.server migrate $(MIGRATE_FLAGS)
 
 run: migrate
-	$(BIN)/python -m service.server serve --address '$(ADDRESS)' --database-url '$(DATABASE_URL)'
+	$(BIN)/python -m service.server serve $(SERVER_FLAGS)
 
 lint: protos
 	$(BIN)/ruff check service tests clients/python/seats bench
 	$(BIN)/mypy
 
 # PostgreSQL tests run when SEATS_TEST_POSTGRES_URL is set (e.g. postgresql://postgres@127.0.0.1:5432/test).
-test: protos buf-lint
+test: protos buf-lint buf-breaking
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The rules in memory: the use cases over an in-memory fake of the store, no gRPC, no database.

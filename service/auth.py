@@ -38,7 +38,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from .admission import refusal_handler
-from .domain.errors import Kind, SeatError
+from .domain.errors import ErrorReason, Kind, SeatError, reason
 from .errors import DOMAIN
 from .observe import Metrics
 
@@ -46,7 +46,8 @@ AUTHORIZATION = "authorization"
 ACTOR_HEADER = "x-seats-actor"
 SCOPES = ("system", "actor")
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
-ACTOR_FREE_PREFIXES = ("/grpc.reflection.",)  # exploring the contract names no account
+REFLECTION_PREFIX = "/grpc.reflection."
+ACTOR_FREE_PREFIXES = (REFLECTION_PREFIX,)  # exploring the contract names no account
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,9 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def _refusal(code: int, reason: str, message: str) -> grpc.Status:
+def _refusal(code: int, why: ErrorReason.ValueType, message: str) -> grpc.Status:
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason(why), domain=DOMAIN))
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[info]))
 
 
@@ -123,9 +124,11 @@ class AuthInterceptor(_ServerInterceptor):
     any request byte is read (see admission.py). The accepted token is kept in the call's
     context (`CURRENT_TOKEN`) for the account check after the request is parsed."""
 
-    def __init__(self, tokens: list[Token], metrics: Metrics | None = None) -> None:
+    def __init__(self, tokens: list[Token], metrics: Metrics | None = None, *, public_reflection: bool = False) -> None:
         self._tokens = tokens
         self._metrics = metrics
+        # --public-reflection: reflection, like health, needs no token
+        self._open = (*OPEN_PREFIXES, REFLECTION_PREFIX) if public_reflection else OPEN_PREFIXES
 
     def _token(self, presented: str) -> Token | None:
         digest = hash_token(presented)
@@ -139,7 +142,7 @@ class AuthInterceptor(_ServerInterceptor):
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
     ) -> Any:
         method = details.method
-        if method.startswith(OPEN_PREFIXES):
+        if method.startswith(self._open):
             return continuation(details)
         authorization = actor = None
         for key, value in details.invocation_metadata or ():
@@ -152,7 +155,9 @@ class AuthInterceptor(_ServerInterceptor):
                 method,
                 continuation(details),
                 _refusal(
-                    code_pb2.UNAUTHENTICATED, "TOKEN_MISSING", "send a service token as 'authorization: Bearer <token>'"
+                    code_pb2.UNAUTHENTICATED,
+                    ErrorReason.TOKEN_MISSING,
+                    "send a service token as 'authorization: Bearer <token>'",
                 ),
             )
         token = self._token(authorization[len("Bearer ") :].strip())
@@ -160,7 +165,7 @@ class AuthInterceptor(_ServerInterceptor):
             return self._refuse(
                 method,
                 continuation(details),
-                _refusal(code_pb2.UNAUTHENTICATED, "TOKEN_INVALID", "the service token is not known here"),
+                _refusal(code_pb2.UNAUTHENTICATED, ErrorReason.TOKEN_INVALID, "the service token is not known here"),
             )
         if token.scope == "actor" and not actor and not method.startswith(ACTOR_FREE_PREFIXES):
             return self._refuse(
@@ -168,7 +173,7 @@ class AuthInterceptor(_ServerInterceptor):
                 continuation(details),
                 _refusal(
                     code_pb2.PERMISSION_DENIED,
-                    "ACTOR_REQUIRED",
+                    ErrorReason.ACTOR_REQUIRED,
                     f"token {token.name!r} acts for users: name one in {ACTOR_HEADER}",
                 ),
             )
@@ -209,7 +214,7 @@ def check_token_account(request: Any) -> None:
         return
     raise SeatError(
         Kind.PERMISSION_DENIED,
-        "TOKEN_NOT_FOR_ACCOUNT",
+        reason(ErrorReason.TOKEN_NOT_FOR_ACCOUNT),
         f"token {token.name!r} is limited to accounts that do not include this one"
         if isinstance(account_id, str)
         else f"token {token.name!r} is limited to named accounts and this call names none",
