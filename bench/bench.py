@@ -5,6 +5,7 @@ empty grpcio handler with the same server model.
     make bench BENCH_ARGS=--quick                # a small data set, 3 rounds of 2 s (under 3 minutes)
     make bench BENCH_ARGS=--postgres             # PostgreSQL on 127.0.0.1:5432, a schema of its own
     python -m bench.bench --server-root /tmp/seats-before --skip 'CheckSeats(1),CheckSeats(100)'
+    make bench BENCH_ARGS='--rpc-log all --only GetUser,AssignSeat'   # the call log's cost: a line per call
 
 Servers. The seat server (python -m service.server migrate, then serve, as `make run` runs it,
 from --server-root) and the empty handler (bench/empty_server.py) run as subprocesses pinned to
@@ -68,6 +69,7 @@ class Settings:
     only: frozenset[str]
     skip: frozenset[str]
     noisy_retries: int
+    service_env: dict[str, str]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -100,9 +102,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="re-measurements allowed per run of rounds where other programs used the CPUs (default 8)",
     )
     p.add_argument("--out", default="", help="result path (.json; the chart goes beside it as .png)")
+    p.add_argument(
+        "--rpc-log",
+        choices=["off", "errors", "all"],
+        default="",
+        help="the seat server's --rpc-log (default: its own, errors); 'all' measures a log line per call",
+    )
+    p.add_argument(
+        "--rpc-log-sample",
+        type=float,
+        default=None,
+        help="the seat server's --rpc-log-sample: the fraction of OK calls logged with --rpc-log all",
+    )
     args = p.parse_args(argv)
     if args.rounds < 1 or args.rounds > 50:
         p.error("--rounds must be 1..50")
+    if args.rpc_log_sample is not None and not 0.0 <= args.rpc_log_sample <= 1.0:
+        p.error("--rpc-log-sample must be 0..1")
     return args
 
 
@@ -131,7 +147,18 @@ def settings_of(args: argparse.Namespace) -> Settings:
         only=names(args.only),
         skip=names(args.skip),
         noisy_retries=args.noisy_retries,
+        service_env=service_env(args),
     )
+
+
+def service_env(args: argparse.Namespace) -> dict[str, str]:
+    """The seat server's settings this run changes from its defaults (SEATS_* variables)."""
+    env = {}
+    if args.rpc_log:
+        env["SEATS_RPC_LOG"] = args.rpc_log
+    if args.rpc_log_sample is not None:
+        env["SEATS_RPC_LOG_SAMPLE"] = repr(args.rpc_log_sample)
+    return env
 
 
 def log(message: str) -> None:
@@ -235,12 +262,15 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     succeeded = False
     log(f"code under test: {code.root} ({code.revision or 'no git'}); database {db.label}")
+    if s.service_env:
+        log(f"seat server settings: {s.service_env}")
+        notes.append(f"seat server settings: {s.service_env}")
     if s.server_cpu is None or s.load_cpu is None:
         notes.append("CPU pinning unavailable: servers and h2load share CPUs")
     try:
         db.claim_schema()
         migrate(code, db.url, work)
-        service = start_service(code, db.url, s.server_cpu, work)
+        service = start_service(code, db.url, s.server_cpu, work, s.service_env)
         with running([service]) as held:
             empty = start_empty(code, s.server_cpu, work)
             with running([empty]):
@@ -260,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
                 # without events, so the accounts' versions did not move: start the server again,
                 # as after any import, so that it keeps no copy from before the import.
                 service.stop()
-                service = held[0] = start_service(code, db.url, s.server_cpu, work)
+                service = held[0] = start_service(code, db.url, s.server_cpu, work, s.service_env)
                 memory["service_seeded"] = service.memory_kib()
                 budget = RetryBudget(s.noisy_retries)
                 for case in build_cases(data):
@@ -356,6 +386,7 @@ def result_document(
         "database": db.label,
         "code_under_test": {"root": str(code.root), "commit": code.revision},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "service_settings": s.service_env,
         "load": {
             **asdict(s.load),
             "rounds": s.rounds,

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,19 +117,23 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
+        return list(self.iter_log())
+
+    def iter_log(self) -> Iterator[dict[str, Any]]:
+        """The log's entries one at a time (with --rpc-log all it holds a line per call)."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            log = self.log_path.open(errors="replace")
         except OSError:
-            return []
-        for raw in text.splitlines():
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                entry = {"level": "RAW", "message": raw}
-            if isinstance(entry, dict):
-                lines.append(entry)
-        return lines
+            return
+        with log:
+            for raw in log:
+                raw = raw.rstrip("\n")
+                try:
+                    entry = json.loads(raw)
+                except ValueError:
+                    entry = {"level": "RAW", "message": raw}
+                if isinstance(entry, dict):
+                    yield entry
 
     def log_tail(self, n: int = 20) -> str:
         try:
@@ -138,9 +143,12 @@ class ServerProcess:
 
     def log_summary(self) -> dict[str, Any]:
         """Log lines per level, and the distinct messages of the warnings and errors."""
-        lines = self.log_lines()
-        levels = Counter(str(e.get("level", "")) for e in lines)
-        bad = Counter(str(e.get("message", ""))[:200] for e in lines if e.get("level") not in ("INFO", "DEBUG"))
+        levels: Counter[str] = Counter()
+        bad: Counter[str] = Counter()
+        for e in self.iter_log():
+            levels[str(e.get("level", ""))] += 1
+            if e.get("level") not in ("INFO", "DEBUG"):
+                bad[str(e.get("message", ""))[:200]] += 1
         return {"levels": dict(levels), "warnings_and_errors": dict(bad.most_common(10))}
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
@@ -208,14 +216,18 @@ def migrate(code: CodeUnderTest, database_url: str, log_dir: Path) -> None:
         raise ServerError(f"migrate exited with {done.returncode}:\n{log_path.read_text(errors='replace')[-2000:]}")
 
 
-def start_service(code: CodeUnderTest, database_url: str, cpu: int | None, log_dir: Path) -> ServerProcess:
-    """python -m service.server serve, as `make run` runs it, with metrics on a free port."""
+def start_service(
+    code: CodeUnderTest, database_url: str, cpu: int | None, log_dir: Path, settings: dict[str, str] | None = None
+) -> ServerProcess:
+    """python -m service.server serve, as `make run` runs it, with metrics on a free port and
+    settings (SEATS_* variables, e.g. SEATS_RPC_LOG=all) on top."""
     metrics = f"127.0.0.1:{free_port()}"
     env = code.env(
         {
             "SEATS_SWEEP_INTERVAL_SECONDS": "0",
             "SEATS_METRICS_ADDRESS": metrics,
             "SEATS_GRACE_SECONDS": "2",
+            **(settings or {}),
         }
     )
     command = [

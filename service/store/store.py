@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee as pw
@@ -163,18 +163,27 @@ def from_micros(us: int) -> datetime:
 
 def open_store(url: str) -> Store:
     """Opens the database a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db`` or
-    ``postgresql://user:password@host:port/dbname?schema=name``.
+    ``postgresql://user:password@host:port/dbname?schema=name&sslmode=require``.
 
     SQLite commits are durable by default (``synchronous=full``: an OK answer survives a power
     cut); ``?synchronous=normal`` trades that for speed (a power cut may lose the last commits,
-    a crash of the process loses nothing)."""
+    a crash of the process loses nothing); it takes no other option.
+
+    On PostgreSQL, ``schema`` is the service's own option (the schema its tables live in); every
+    other query option is a libpq connection parameter (``sslmode``, ``sslrootcert``,
+    ``connect_timeout``, default 5, ``application_name``, default ``seats``, ``options``, ...),
+    passed to the driver as it is. An option that is neither is refused (ValueError), so that a
+    misspelt ``sslmode`` is not silently dropped."""
     parsed = urlparse(url)
-    query = parse_qs(parsed.query)
+    query = {name: values[-1] for name, values in parse_qs(parsed.query, keep_blank_values=True).items()}
     if parsed.scheme == "sqlite":
         path = unquote(parsed.path[1:]) if parsed.path.startswith("/") else unquote(parsed.path)
         if not path or path == ":memory:":
             raise ValueError("SQLite needs a file: an in-memory database is one per connection")
-        synchronous = query.get("synchronous", ["full"])[0].lower()
+        unknown = sorted(set(query) - {"synchronous"})
+        if unknown:
+            raise ValueError(f"unknown SQLite option {unknown[0]!r} in the database URL: the only one is synchronous")
+        synchronous = query.get("synchronous", "full").lower()
         if synchronous not in SQLITE_SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
         db: pw.Database = pw.SqliteDatabase(
@@ -189,24 +198,41 @@ def open_store(url: str) -> Store:
         )
         return Store(db, dialect="sqlite", schema=None)
     if parsed.scheme in ("postgresql", "postgres"):
-        schema = query.get("schema", [None])[0]
+        schema = query.pop("schema", "") or None
+        database = query.pop("dbname", "") or parsed.path.lstrip("/") or "postgres"
         kwargs: dict[str, Any] = {
             "user": unquote(parsed.username) if parsed.username else None,
             "password": unquote(parsed.password) if parsed.password else None,
             "host": parsed.hostname or None,
             "port": parsed.port or None,
-            "connect_timeout": int(query.get("connect_timeout", ["5"])[0]),
+            "connect_timeout": "5",
             "application_name": "seats",
         }
+        kwargs = {k: v for k, v in kwargs.items() if v is not None} | query
         if schema:
             if not schema.replace("_", "").isalnum():
                 raise ValueError(f"bad schema name {schema!r}")
-            kwargs["options"] = f"-c search_path={schema}"
-        db = pw.PostgresqlDatabase(
-            parsed.path.lstrip("/") or "postgres", **{k: v for k, v in kwargs.items() if v is not None}
-        )
+            kwargs["options"] = f"{kwargs.get('options', '')} -c search_path={schema}".strip()
+        _check_libpq_options(kwargs)
+        db = pw.PostgresqlDatabase(database, **kwargs)
         return Store(db, dialect="postgres", schema=schema)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+    what = f"scheme {parsed.scheme!r}" if parsed.scheme else "URL without a scheme"
+    raise ValueError(f"unsupported database {what}: use sqlite:///path.db or postgresql://user@host:port/dbname")
+
+
+def _check_libpq_options(kwargs: dict[str, Any]) -> None:
+    """Refuses a name libpq does not know, before any connection is tried."""
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import make_dsn
+
+    try:
+        make_dsn(**kwargs)
+    except ProgrammingError as exc:
+        detail = " ".join(str(exc).split())
+        raise ValueError(
+            f"{detail.removeprefix('invalid dsn: ')} in the database URL: "
+            "its options are schema and libpq's (sslmode, connect_timeout, application_name, ...)"
+        ) from None
 
 
 # ---- the statements ---------------------------------------------------------------------------
@@ -329,6 +355,23 @@ class _Job:
     after: list[Callable[[], None]] = field(default_factory=list)
     staged: dict[str, Any] = field(default_factory=dict)
     wake: threading.Event = field(default_factory=threading.Event)
+    group: int = 0  # the calls of the group commit it ran in
+
+
+class StoreObserver(Protocol):
+    """Who watches the store's transactions (service/observe.py): asked nothing when there is none."""
+
+    def read(self, run: Callable[[Callable[[], T]], T], fn: Callable[[], T]) -> T:
+        """Runs run(fn): one read."""
+
+    def write(self, run: Callable[[_Job], None], job: _Job) -> None:
+        """Runs run(job): one write call, from its queueing to its group's commit."""
+
+    def committed(self, size: int, seconds: float) -> None:
+        """A group commit of size calls took seconds."""
+
+    def events(self, events: Sequence[Event]) -> None:
+        """Events that were just committed."""
 
 
 class _GroupCommit:
@@ -359,11 +402,14 @@ class _GroupCommit:
         with self.lock:
             batch = [job, *self.queue[: MAX_GROUP - 1]]
             del self.queue[: MAX_GROUP - 1]
+        start = time.perf_counter()
         try:
             self.store._run_group(batch)
         finally:
+            size = len(batch)
             for j in batch:
                 j.done = True
+                j.group = size
                 if j is not job:
                     j.wake.set()
             with self.lock:
@@ -371,6 +417,9 @@ class _GroupCommit:
                     self.queue.pop(0).wake.set()  # not done: it leads the next group
                 else:
                     self.leading = False
+            observer = self.store.observer
+            if observer is not None:  # after the hand-off: the next group does not wait for it
+                observer.committed(size, time.perf_counter() - start)
 
 
 class Store:
@@ -383,6 +432,7 @@ class Store:
         self._local = threading.local()
         self._listeners: list[Callable[[str], None]] = []
         self._group = _GroupCommit(self)
+        self.observer: StoreObserver | None = None
 
     # ---- statements ---------------------------------------------------------------------
 
@@ -453,7 +503,11 @@ class Store:
         if self.db.in_transaction():
             return fn()
         job = _Job(fn, dry_run)
-        self._group.run(job)
+        observer = self.observer
+        if observer is None:
+            self._group.run(job)
+        else:
+            observer.write(self._group.run, job)
         if job.error is not None:
             raise job.error
         for callback in job.after:
@@ -591,6 +645,10 @@ class Store:
 
     def read(self, fn: Callable[[], T]) -> T:
         """Runs fn outside a write transaction, reconnecting once after a dropped connection."""
+        observer = self.observer
+        return self._read(fn) if observer is None else observer.read(self._read, fn)
+
+    def _read(self, fn: Callable[[], T]) -> T:
         for attempt in (1, 2):
             try:
                 return fn()
@@ -995,6 +1053,8 @@ class Store:
         account.last_sequence = last
         account_id = account.account_id
         self.after_commit(lambda: self._notify(account_id))
+        if self.observer is not None:
+            self.after_commit(functools.partial(self.observer.events, list(events)))
 
     def list_events(self, account_id: str, after: int, limit: int) -> list[Event]:
         return [

@@ -141,3 +141,39 @@ def test_spread_keeps_order_and_count() -> None:
     picked = _spread(ids, 100)
     assert len(picked) == 100 and picked == sorted(picked) and picked[0] == "u0000" and picked[-1] == "u0990"
     assert _spread(ids[:5], 100) == ids[:5]
+
+
+def test_rpc_log_option_sets_the_seat_servers_call_log() -> None:
+    from bench.bench import parse_args, settings_of
+
+    assert settings_of(parse_args([])).service_env == {}
+    s = settings_of(parse_args(["--rpc-log", "all", "--rpc-log-sample", "0.1"]))
+    assert s.service_env == {"SEATS_RPC_LOG": "all", "SEATS_RPC_LOG_SAMPLE": "0.1"}
+    for bad in (["--rpc-log", "loud"], ["--rpc-log-sample", "2"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def test_the_env_the_seat_server_gets_carries_the_settings(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from bench.servers import CodeUnderTest
+    from service.config import Config
+
+    env = CodeUnderTest(Path("/x"), "python").env({"SEATS_RPC_LOG": "all", "SEATS_RPC_LOG_SAMPLE": "0.1"})
+    _, config = Config.parse([], env=env)
+    assert (config.rpc_log, config.rpc_log_sample) == ("all", 0.1)
+
+
+def test_log_summary_counts_a_log_of_many_lines(tmp_path: object) -> None:
+    import subprocess
+    from pathlib import Path
+
+    from bench.servers import ServerProcess
+
+    log_path = Path(str(tmp_path)) / "service.log"
+    rpc = '{"level": "INFO", "logger": "seats.rpc", "message": "rpc", "code": "OK"}\n'
+    log_path.write_text('{"level": "INFO", "message": "serving", "port": 5}\n' + rpc * 5000 + "not json\n")
+    server = ServerProcess("seat server", subprocess.Popen(["true"]), log_path, "")
+    server.popen.wait()
+    assert server.log_summary() == {"levels": {"INFO": 5001, "RAW": 1}, "warnings_and_errors": {"not json": 1}}
