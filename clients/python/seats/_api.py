@@ -1,18 +1,20 @@
 """The RPCs of seats.v1 declared once, for the sync and the asyncio client alike: each is a
 descriptor that builds the request with the function of the same name in ``requests``
-(which documents its keyword arguments) and hands it to the client's ``_invoke``."""
+(which documents its keyword arguments) and hands it to the client's ``_invoke`` with the
+call's options (``requests.CallOptions``: timeout, retry, metadata)."""
 
 from __future__ import annotations
 
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, cast, overload
 
 from google.protobuf.message import Message
 
 from . import requests
-from ._retry import RetryPolicy
+from ._retry import ONE_TRY, Deadline, RetryPolicy, check_timeout
+from .errors import SeatsError
 from .v1 import seat_service_pb2, seat_service_pb2_grpc, user_service_pb2, user_service_pb2_grpc
 
 if TYPE_CHECKING:
@@ -24,6 +26,30 @@ AUTHORIZATION = "authorization"
 Metadata = Sequence[tuple[str, str]]
 P = ParamSpec("P")
 Resp = TypeVar("Resp", bound=Message)
+
+
+class Call:
+    """One call's settings: its timeout over all attempts, its retry policy and its headers."""
+
+    def __init__(self, timeout: float | None, retry: RetryPolicy, metadata: Metadata) -> None:
+        self.timeout, self.retry, self.metadata = check_timeout(timeout), retry, metadata
+
+    def start(self) -> Deadline:
+        """The call's deadline, from now: when the first attempt starts (an asyncio call's
+        deadline runs from when it is awaited)."""
+        return Deadline(self.timeout)
+
+    def pause_before_retry(self, deadline: Deadline, error: SeatsError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None: raise ``error``."""
+        return deadline.pause_before_retry(self.retry, error, attempt)
+
+
+def merge_metadata(base: Metadata, extra: Metadata) -> Metadata:
+    """``base`` without the keys ``extra`` gives, then ``extra``: a call's header replaces the
+    client's header of the same key. Keys are lowercase on the wire."""
+    extra = tuple((key.lower(), value) for key, value in extra)
+    replaced = {key for key, _ in extra}
+    return (*((key, value) for key, value in base if key.lower() not in replaced), *extra)
 
 
 def new_request_id() -> str:
@@ -44,7 +70,8 @@ class Rpc(Generic[P, Resp]):
         self.__signature__ = signature.replace(return_annotation=response.__name__)
 
     def request(self, *args: P.args, **kwargs: P.kwargs) -> Message:
-        request = self.build(*args, **kwargs)
+        """The request message, without the call options ``kwargs`` may hold."""
+        request = self.build(*args, **{k: v for k, v in kwargs.items() if k not in requests.CALL_OPTIONS})  # type: ignore[arg-type]
         if self.mutating and not getattr(request, "request_id", ""):
             request.MergeFrom(type(request)(request_id=new_request_id()))
         return request
@@ -60,7 +87,8 @@ class Rpc(Generic[P, Resp]):
             return self
 
         def call(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return obj._invoke(self.service, self.method, self.request(*args, **kwargs))
+            settings = obj._call(cast(requests.CallOptions, kwargs))  # before the request: a bad timeout fails first
+            return obj._invoke(self.service, self.method, self.request(*args, **kwargs), settings)
 
         call.__name__ = call.__qualname__ = self.build.__name__
         call.__doc__ = self.__doc__
@@ -112,6 +140,15 @@ class Api:
         if self.actor is None:
             return self.extra_metadata
         return (*self.extra_metadata, (ACTOR_HEADER, self.actor))
+
+    def _call(self, options: requests.CallOptions) -> Call:
+        """The settings of one call: its options, and the client's for those it leaves out."""
+        timeout = options.get("timeout", self.timeout)
+        retry = options.get("retry", self.retry)
+        metadata = self._metadata()
+        if "metadata" in options:
+            metadata = merge_metadata(metadata, options["metadata"])
+        return Call(timeout, retry or ONE_TRY, metadata)
 
     # ---- SeatService ----------------------------------------------------------------------
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
 from . import errors, requests
-from ._api import Api, Metadata
+from ._api import Api, Call, Metadata
 from ._retry import RetryPolicy
 from .client import DEFAULT_TARGET, RESUMABLE, watch_expired
 from .v1 import resources_pb2, seat_service_pb2
@@ -63,28 +63,36 @@ class AsyncSeatsClient(Api):
         if self._owns_channel:
             await self.channel.close(None)
 
-    async def _invoke(self, service: str, method: str, request: Message) -> Message:
+    async def _invoke(self, service: str, method: str, request: Message, call: Call) -> Message:
         rpc = getattr(self._stubs[service], method)
+        deadline = call.start()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await rpc(request, timeout=self.timeout, metadata=self._metadata())  # type: ignore[no-any-return]
+                return await rpc(request, timeout=deadline.left(), metadata=call.metadata)  # type: ignore[no-any-return]
             except grpc.aio.AioRpcError as err:
                 error = errors.from_rpc_error(err)
-                if not self.retry.should_retry(error, attempt):
+                pause = call.pause_before_retry(deadline, error, attempt)
+                if pause is None:
                     raise error from None
-            await asyncio.sleep(self.retry.delay(attempt))
+            await asyncio.sleep(pause)
 
     # ---- paging (AIP-158) -----------------------------------------------------------------
 
     async def iter_users(
-        self, account_id: str, *, hub: requests.HubLike | None = None, page_size: int = 100
+        self,
+        account_id: str,
+        *,
+        hub: requests.HubLike | None = None,
+        page_size: int = 100,
+        **options: Unpack[requests.CallOptions],
     ) -> AsyncIterator[resources_pb2.User]:
-        """Every user of the account (optionally holding a seat of ``hub``), page after page."""
+        """Every user of the account (optionally holding a seat of ``hub``), page after
+        page; ``options`` are those of each page's call."""
         token = ""
         while True:
-            page = await self.list_users(account_id, hub=hub, page_size=page_size, page_token=token)
+            page = await self.list_users(account_id, hub=hub, page_size=page_size, page_token=token, **options)
             for user in page.users:
                 yield user
             if not (token := page.next_page_token):
@@ -97,12 +105,14 @@ class AsyncSeatsClient(Api):
         hub: requests.HubLike | None = None,
         tier: requests.TierLike | None = None,
         page_size: int = 100,
+        **options: Unpack[requests.CallOptions],
     ) -> AsyncIterator[resources_pb2.SeatAssignment]:
-        """Every seat assignment of the account, optionally of one hub and tier, page after page."""
+        """Every seat assignment of the account, optionally of one hub and tier, page
+        after page; ``options`` are those of each page's call."""
         token = ""
         while True:
             page = await self.list_seat_assignments(
-                account_id, hub=hub, tier=tier, page_size=page_size, page_token=token
+                account_id, hub=hub, tier=tier, page_size=page_size, page_token=token, **options
             )
             for assignment in page.assignments:
                 yield assignment
@@ -110,13 +120,19 @@ class AsyncSeatsClient(Api):
                 return
 
     async def iter_seat_events(
-        self, account_id: str, *, after_sequence: int = 0, page_size: int = 100
+        self,
+        account_id: str,
+        *,
+        after_sequence: int = 0,
+        page_size: int = 100,
+        **options: Unpack[requests.CallOptions],
     ) -> AsyncIterator[resources_pb2.SeatEvent]:
-        """The account's event log after ``after_sequence``, page after page (I4)."""
+        """The account's event log after ``after_sequence``, page after page (I4);
+        ``options`` are those of each page's call."""
         token = ""
         while True:
             page = await self.list_seat_events(
-                account_id, after_sequence=after_sequence, page_size=page_size, page_token=token
+                account_id, after_sequence=after_sequence, page_size=page_size, page_token=token, **options
             )
             for event in page.events:
                 yield event

@@ -8,19 +8,23 @@
 Every mutating call gets a request id (AIP-155) unless you pass one; UNAVAILABLE and
 DEADLINE_EXCEEDED are retried with jittered backoff under that same id, so the effect
 happens once (I5). Refusals raise the SeatsError subclass of their reason.
+
+Every RPC method also takes ``timeout=`` (seconds for the whole call, retries included),
+``retry=`` (a RetryPolicy; None or ONE_TRY: one attempt) and ``metadata=`` (extra headers);
+each left out takes the client's setting (``requests.CallOptions``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import grpc
 from google.protobuf.message import Message
 
 from . import errors, requests
-from ._api import Api, Metadata
+from ._api import Api, Call, Metadata
 from ._retry import RetryPolicy
 from .v1 import resources_pb2, seat_service_pb2
 
@@ -45,8 +49,10 @@ class SeatsClient(Api):
     ) -> None:
         """``target`` is host:port; ``actor`` the user id sent as x-seats-actor (None: a trusted
         system call); ``token`` the service token sent as ``authorization: Bearer``;
-        ``credentials`` makes a TLS channel (``grpc.ssl_channel_credentials``); ``timeout`` is each attempt's
-        deadline in seconds; ``metadata`` is sent with every call; ``channel`` uses a channel
+        ``credentials`` makes a TLS channel (``grpc.ssl_channel_credentials``); ``timeout`` is the
+        default deadline of a call in seconds, over all its attempts and the waits between them
+        (None: none); ``retry`` the default retry policy (None: ``RetryPolicy()``, 5 attempts);
+        ``metadata`` is sent with every call; ``channel`` uses a channel
         you made (and close) yourself; ``interceptors`` wrap the channel."""
         owns_channel = channel is None
         if channel is None:
@@ -72,28 +78,36 @@ class SeatsClient(Api):
 
     # ---- plumbing -------------------------------------------------------------------------
 
-    def _invoke(self, service: str, method: str, request: Message) -> Message:
+    def _invoke(self, service: str, method: str, request: Message, call: Call) -> Message:
         rpc = getattr(self._stubs[service], method)
+        deadline = call.start()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return rpc(request, timeout=self.timeout, metadata=self._metadata())  # type: ignore[no-any-return]
+                return rpc(request, timeout=deadline.left(), metadata=call.metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as err:
                 error = errors.from_rpc_error(err)
-                if not self.retry.should_retry(error, attempt):
+                pause = call.pause_before_retry(deadline, error, attempt)
+                if pause is None:
                     raise error from None
-            time.sleep(self.retry.delay(attempt))
+            time.sleep(pause)
 
     # ---- paging (AIP-158) -----------------------------------------------------------------
 
     def iter_users(
-        self, account_id: str, *, hub: requests.HubLike | None = None, page_size: int = 100
+        self,
+        account_id: str,
+        *,
+        hub: requests.HubLike | None = None,
+        page_size: int = 100,
+        **options: Unpack[requests.CallOptions],
     ) -> Iterator[resources_pb2.User]:
-        """Every user of the account (optionally holding a seat of ``hub``), page after page."""
+        """Every user of the account (optionally holding a seat of ``hub``), page after
+        page; ``options`` are those of each page's call."""
         token = ""
         while True:
-            page = self.list_users(account_id, hub=hub, page_size=page_size, page_token=token)
+            page = self.list_users(account_id, hub=hub, page_size=page_size, page_token=token, **options)
             yield from page.users
             if not (token := page.next_page_token):
                 return
@@ -105,23 +119,33 @@ class SeatsClient(Api):
         hub: requests.HubLike | None = None,
         tier: requests.TierLike | None = None,
         page_size: int = 100,
+        **options: Unpack[requests.CallOptions],
     ) -> Iterator[resources_pb2.SeatAssignment]:
-        """Every seat assignment of the account, optionally of one hub and tier, page after page."""
+        """Every seat assignment of the account, optionally of one hub and tier, page
+        after page; ``options`` are those of each page's call."""
         token = ""
         while True:
-            page = self.list_seat_assignments(account_id, hub=hub, tier=tier, page_size=page_size, page_token=token)
+            page = self.list_seat_assignments(
+                account_id, hub=hub, tier=tier, page_size=page_size, page_token=token, **options
+            )
             yield from page.assignments
             if not (token := page.next_page_token):
                 return
 
     def iter_seat_events(
-        self, account_id: str, *, after_sequence: int = 0, page_size: int = 100
+        self,
+        account_id: str,
+        *,
+        after_sequence: int = 0,
+        page_size: int = 100,
+        **options: Unpack[requests.CallOptions],
     ) -> Iterator[resources_pb2.SeatEvent]:
-        """The account's event log after ``after_sequence``, page after page (I4)."""
+        """The account's event log after ``after_sequence``, page after page (I4);
+        ``options`` are those of each page's call."""
         token = ""
         while True:
             page = self.list_seat_events(
-                account_id, after_sequence=after_sequence, page_size=page_size, page_token=token
+                account_id, after_sequence=after_sequence, page_size=page_size, page_token=token, **options
             )
             yield from page.events
             if not (token := page.next_page_token):

@@ -1,14 +1,21 @@
 """Request builders: one function per RPC, with keyword arguments and the rules it serves.
 The sync and asyncio clients expose each of them as a method of the same name and
-signature, so this is where the client's parameters are documented."""
+signature, so this is where the client's parameters are documented.
+
+Each builder also takes the per-call options of ``CallOptions`` (``timeout``, ``retry``,
+``metadata``), only so that the client methods are typed with them: the client takes them
+off before building, and a request never carries them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import TypedDict, Unpack
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf.descriptor import EnumDescriptor
 
+from ._retry import RetryPolicy
 from .v1 import resources_pb2 as r
 from .v1 import seat_service_pb2 as s
 from .v1 import user_service_pb2 as u
@@ -19,19 +26,54 @@ TierLike = int | str
 """A tier: ``resources_pb2.TIER_PROFESSIONAL``, or a name like ``"professional"``."""
 
 
+class CallOptions(TypedDict, total=False):
+    """Options of one call, given as keyword arguments of any RPC method; each left out takes
+    the client's setting."""
+
+    timeout: float | None
+    """Seconds the whole call may take, its retries and the waits between them included; each
+    attempt gets what is left, and none starts after it. None: no deadline."""
+    retry: RetryPolicy | None
+    """The retry policy of this call; None (or ``ONE_TRY``) makes it once."""
+    metadata: Sequence[tuple[str, str]]
+    """Extra headers of this call, merged with the client's: a key given here replaces the
+    client's header of that key (``authorization``, ``x-seats-actor``, ...)."""
+
+
+CALL_OPTIONS = frozenset(CallOptions.__annotations__)
+
+
+class UnknownName(ValueError):
+    """A hub or tier name that is none of the enum's: raised while building the request,
+    before any call. ``kind`` is ``"hub"`` or ``"tier"``, ``name`` the name given, and
+    ``choices`` the names it accepts, lowercase and without the prefix."""
+
+    def __init__(self, kind: str, name: str, choices: Sequence[str]) -> None:
+        self.kind, self.name, self.choices = kind, name, tuple(choices)
+        super().__init__(f"unknown {kind} {name!r}: use one of {', '.join(self.choices)}")
+
+
+def _enum_value(kind: str, enum: EnumDescriptor, text: str) -> int:
+    prefix = f"{kind.upper()}_"
+    name = text.strip().upper()
+    value = enum.values_by_name.get(name if name.startswith(prefix) else f"{prefix}{name}")
+    if value is None:
+        choices = [v.name.removeprefix(prefix).lower() for v in enum.values if v.number != 0]
+        raise UnknownName(kind, text, choices)
+    return value.number
+
+
 def to_hub(value: HubLike) -> r.Hub.ValueType:
-    """A Hub enum value from a number or a name."""
+    """A Hub enum value from a number or a name; UnknownName for a name that is no hub."""
     if isinstance(value, str):
-        name = value.strip().upper()
-        return r.Hub.Value(name if name.startswith("HUB_") else f"HUB_{name}")
+        return r.Hub.ValueType(_enum_value("hub", r.Hub.DESCRIPTOR, value))
     return r.Hub.ValueType(value)
 
 
 def to_tier(value: TierLike) -> r.Tier.ValueType:
-    """A Tier enum value from a number or a name."""
+    """A Tier enum value from a number or a name; UnknownName for a name that is no tier."""
     if isinstance(value, str):
-        name = value.strip().upper()
-        return r.Tier.Value(name if name.startswith("TIER_") else f"TIER_{name}")
+        return r.Tier.ValueType(_enum_value("tier", r.Tier.DESCRIPTOR, value))
     return r.Tier.ValueType(value)
 
 
@@ -53,6 +95,7 @@ def create_account(
     term_start: datetime | None = None,
     owner_display_name: str = "",
     request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.CreateAccountRequest:
     """Creates an account with its pools and a super admin owner (a trusted system call: make
     it from a client without an actor). ``subscriptions`` are ``(hub, tier, purchased_seats)``;
@@ -70,12 +113,12 @@ def create_account(
     return request
 
 
-def get_account(account_id: str) -> s.GetAccountRequest:
+def get_account(account_id: str, **options: Unpack[CallOptions]) -> s.GetAccountRequest:
     """Returns the account with its subscriptions and term dates."""
     return s.GetAccountRequest(account_id=account_id)
 
 
-def get_seat_summary(account_id: str) -> s.GetSeatSummaryRequest:
+def get_seat_summary(account_id: str, **options: Unpack[CallOptions]) -> s.GetSeatSummaryRequest:
     """Returns every pool's included, purchased, assigned, available and pending counts (S17)."""
     return s.GetSeatSummaryRequest(account_id=account_id)
 
@@ -89,6 +132,7 @@ def purchase_seats(
     validate_only: bool = False,
     etag: str = "",
     request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.PurchaseSeatsRequest:
     """Buys seats; they count at once and are charged pro rata for the rest of the term (S3).
     Needs edit billing (S7). ``validate_only`` prices the purchase without making it; ``etag``
@@ -105,7 +149,14 @@ def purchase_seats(
 
 
 def schedule_seat_removal(
-    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, etag: str = "", request_id: str = ""
+    account_id: str,
+    hub: HubLike,
+    tier: TierLike,
+    quantity: int,
+    *,
+    etag: str = "",
+    request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.ScheduleSeatRemovalRequest:
     """Schedules unassigned purchased seats to leave at the renewal date (S4, S5); raises
     SeatsAssigned when fewer are unassigned (S8). Needs edit billing. ``etag`` as for purchases."""
@@ -120,7 +171,14 @@ def schedule_seat_removal(
 
 
 def cancel_seat_removal(
-    account_id: str, hub: HubLike, tier: TierLike, quantity: int, *, etag: str = "", request_id: str = ""
+    account_id: str,
+    hub: HubLike,
+    tier: TierLike,
+    quantity: int,
+    *,
+    etag: str = "",
+    request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.CancelSeatRemovalRequest:
     """Keeps seats that were pending removal. Needs edit billing. ``etag`` as for purchases."""
     return s.CancelSeatRemovalRequest(
@@ -141,6 +199,7 @@ def assign_seat(
     *,
     purchase_if_needed: bool = False,
     request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.AssignSeatRequest:
     """Gives a user a seat (S13): the same seat again changes nothing, another tier of the hub
     moves it, a seat pending removal is taken only when no other is free (S11). Raises
@@ -156,7 +215,9 @@ def assign_seat(
     )
 
 
-def unassign_seat(account_id: str, user_id: str, hub: HubLike, *, request_id: str = "") -> s.UnassignSeatRequest:
+def unassign_seat(
+    account_id: str, user_id: str, hub: HubLike, *, request_id: str = "", **options: Unpack[CallOptions]
+) -> s.UnassignSeatRequest:
     """Takes a user's seat of a hub back into its pool, still billed until renewal (S18)."""
     return s.UnassignSeatRequest(account_id=account_id, user_id=user_id, hub=to_hub(hub), request_id=request_id)
 
@@ -167,6 +228,7 @@ def batch_update_seat_assignments(
     *,
     validate_only: bool = False,
     request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.BatchUpdateSeatAssignmentsRequest:
     """Saves ``(user_id, hub, tier)`` changes all or nothing (S17); a tier of None unassigns."""
     return s.BatchUpdateSeatAssignmentsRequest(
@@ -187,6 +249,7 @@ def list_seat_assignments(
     tier: TierLike | None = None,
     page_size: int = 0,
     page_token: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.ListSeatAssignmentsRequest:
     """One page of seat assignments, optionally of one hub and tier."""
     return s.ListSeatAssignmentsRequest(
@@ -198,7 +261,9 @@ def list_seat_assignments(
     )
 
 
-def check_seats(account_id: str, hub: HubLike, user_ids: Sequence[str]) -> s.CheckSeatsRequest:
+def check_seats(
+    account_id: str, hub: HubLike, user_ids: Sequence[str], **options: Unpack[CallOptions]
+) -> s.CheckSeatsRequest:
     """The tier each of ``user_ids`` (1 to 1000) holds in ``hub``, in request order:
     ``TIER_UNSPECIFIED`` for a user without a seat of that hub (S13). The reply's ``sequence``
     names the account's last event the answer reflects."""
@@ -214,6 +279,7 @@ def upgrade_subscription(
     assign_user_ids: Sequence[str] = (),
     validate_only: bool = False,
     request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.UpgradeSubscriptionRequest:
     """Moves a hub to a higher tier, buying ``purchased_seats`` and giving the listed users a
     seat; from TIER_FREE the free seats go at once (S6). Needs edit billing."""
@@ -228,13 +294,18 @@ def upgrade_subscription(
     )
 
 
-def preview_invoice(account_id: str) -> s.PreviewInvoiceRequest:
+def preview_invoice(account_id: str, **options: Unpack[CallOptions]) -> s.PreviewInvoiceRequest:
     """This term's charges so far and the next renewal's lines (S9)."""
     return s.PreviewInvoiceRequest(account_id=account_id)
 
 
 def list_seat_events(
-    account_id: str, *, after_sequence: int = 0, page_size: int = 0, page_token: str = ""
+    account_id: str,
+    *,
+    after_sequence: int = 0,
+    page_size: int = 0,
+    page_token: str = "",
+    **options: Unpack[CallOptions],
 ) -> s.ListSeatEventsRequest:
     """One page of the account's ordered event log (I4), after a sequence."""
     return s.ListSeatEventsRequest(
@@ -256,6 +327,7 @@ def create_user(
     seats: Iterable[tuple[HubLike, TierLike]] = (),
     purchase_if_needed: bool = False,
     request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> u.CreateUserRequest:
     """Creates a user; ``seats`` are ``(hub, tier)`` pairs given in the same call, at most one
     per hub (S15, S16). Raises EmailTaken for an email in use. Needs account access."""
@@ -270,13 +342,18 @@ def create_user(
     )
 
 
-def get_user(account_id: str, user_id: str) -> u.GetUserRequest:
+def get_user(account_id: str, user_id: str, **options: Unpack[CallOptions]) -> u.GetUserRequest:
     """Returns a user with its seats and etag."""
     return u.GetUserRequest(account_id=account_id, user_id=user_id)
 
 
 def list_users(
-    account_id: str, *, hub: HubLike | None = None, page_size: int = 0, page_token: str = ""
+    account_id: str,
+    *,
+    hub: HubLike | None = None,
+    page_size: int = 0,
+    page_token: str = "",
+    **options: Unpack[CallOptions],
 ) -> u.ListUsersRequest:
     """One page of users, optionally only those holding a seat of a hub."""
     return u.ListUsersRequest(
@@ -298,6 +375,7 @@ def update_user(
     account_access: bool | None = None,
     etag: str = "",
     request_id: str = "",
+    **options: Unpack[CallOptions],
 ) -> u.UpdateUserRequest:
     """Changes only the fields given (an update mask of them). With ``etag``, raises
     EtagMismatch when the user changed since it was read (AIP-154)."""
@@ -322,6 +400,8 @@ def update_user(
     )
 
 
-def delete_user(account_id: str, user_id: str, *, etag: str = "", request_id: str = "") -> u.DeleteUserRequest:
+def delete_user(
+    account_id: str, user_id: str, *, etag: str = "", request_id: str = "", **options: Unpack[CallOptions]
+) -> u.DeleteUserRequest:
     """Deletes a user; raises UserHoldsSeats while it holds a seat (S10)."""
     return u.DeleteUserRequest(account_id=account_id, user_id=user_id, etag=etag, request_id=request_id)
