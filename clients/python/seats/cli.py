@@ -1,3 +1,7 @@
+# The parser is argparse: it is the standard library, and shtab generates the bash and zsh
+# completion scripts (`seatctl completion bash|zsh`) from the argparse parser itself, so the
+# completion cannot drift from the commands. click or typer would mean rewriting every command
+# for no gain that argparse and shtab do not already give.
 """seatctl: the seat service from a shell, one subcommand per everyday task.
 
     # An account (a trusted system call: no actor), then act as its owner, a super admin.
@@ -11,7 +15,12 @@
     seatctl seats buy --hub sales --tier professional --quantity 2 --validate-only
     seatctl seats remove --hub sales --tier professional --quantity 1
     seatctl seats unassign --user usr_... --hub sales
+    seatctl users update --user usr_... --name "Ann Lee" --no-edit-billing
     seatctl users delete --user usr_...
+    seatctl seats batch --change usr_a:sales:professional --change usr_b:sales:none
+    seatctl seats check --hub sales --user usr_a --user usr_b
+    seatctl accounts upgrade --hub service --tier professional --assign usr_... --validate-only
+    seatctl users list -q | xargs -n1 seatctl users show --user    # -q: ids only, one a line
     seatctl events tail --after 10 --follow               # Ctrl-C stops it (exit 0)
     seatctl --json invoice preview | jq .next_renewal_total
 
@@ -19,6 +28,9 @@ Global options go before or after the subcommand: --target (env SEATS_TARGET, de
 127.0.0.1:50051), --actor (env SEATS_ACTOR; left out, the call is a trusted system call;
 ``--actor ''`` forces one), --json, --timeout. Commands on an account take --account (env
 SEATS_ACCOUNT). ``accounts create`` is a system call: it does not read SEATS_ACTOR.
+``seatctl --version`` prints the version; ``seatctl completion bash`` (or ``zsh``) prints a
+shell completion script. Tables fit 100 columns: long names and emails are cut with "~"
+(ids never are; ``users show`` and --json give everything).
 
 --json prints the RPC's response as proto3 JSON with the proto field names (int64 values
 such as event sequences are strings, as proto3 JSON has them); list commands print one
@@ -34,6 +46,7 @@ stop and exits 0.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -54,6 +67,8 @@ from ._retry import RetryPolicy
 from .client import DEFAULT_TARGET, SeatsClient
 from .requests import to_hub, to_tier
 from .v1 import resources_pb2 as r
+from .v1 import seat_service_pb2
+from .v1.error_reason_pb2 import ErrorReason
 
 PROG = "seatctl"
 
@@ -89,6 +104,11 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 
 NANOS = 1_000_000_000
+
+TABLE_WIDTH = 100
+"""Tables fit this many columns: free-text cells are cut to fit, ids never are."""
+CUT_MARK = "~"
+"""Ends a cell cut to fit its column."""
 
 
 # ---- argument types -------------------------------------------------------------------------
@@ -161,6 +181,18 @@ def seat_arg(text: str) -> tuple[int, int]:
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected HUB:TIER, e.g. sales:professional, not {text!r}")
     return hub_arg(parts[0]), tier_arg(parts[1])
+
+
+def change_arg(text: str) -> tuple[str, int, int | None]:
+    """``USER:HUB:TIER`` of a batch, e.g. ``usr_1:sales:professional``; a tier of ``none`` (or
+    ``USER:HUB`` alone) takes the user's seat of the hub."""
+    parts = [part.strip() for part in text.split(":")]
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise argparse.ArgumentTypeError(
+            f"expected USER:HUB:TIER, e.g. usr_1:sales:professional (TIER none unassigns), not {text!r}"
+        )
+    tier = parts[2] if len(parts) == 3 else "none"
+    return parts[0], hub_arg(parts[1]), None if tier.lower() in ("none", "-", "") else tier_arg(tier)
 
 
 def datetime_arg(text: str) -> datetime:
@@ -264,14 +296,36 @@ def seats_text(seats: Iterable[r.SeatRef]) -> str:
     return ", ".join(pool_name(seat.hub, seat.tier) for seat in seats) or "-"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Iterable[int] = ()) -> list[str]:
-    """Plain-text columns two spaces apart; the columns in ``right`` (numbers, money) align right."""
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Iterable[int] = (),
+    shrink: Iterable[int] = (),
+    width: int = TABLE_WIDTH,
+) -> list[str]:
+    """Plain-text columns two spaces apart; the columns in ``right`` (numbers, money) align right.
+    When the lines would be wider than ``width``, the columns in ``shrink`` (free text such as
+    names and emails, never ids) narrow, the widest first, down to their header's width, and the
+    cells that no longer fit end in ``~``."""
     right_aligned = frozenset(right)
     widths = [max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)]
+    narrowable = sorted(frozenset(shrink))
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    while excess > 0:
+        room = [i for i in narrowable if widths[i] > len(headers[i])]
+        if not room:
+            break
+        widest = max(room, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+
+    def cut(cell: str, width: int) -> str:
+        return cell if len(cell) <= width else cell[: width - 1] + CUT_MARK
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            cell.rjust(width) if i in right_aligned else cell.ljust(width)
+            cut(cell, width).rjust(width) if i in right_aligned else cut(cell, width).ljust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
@@ -283,7 +337,8 @@ def key_values(pairs: Sequence[tuple[str, str]]) -> list[str]:
     return [f"{key.ljust(width)}  {value}".rstrip() for key, value in pairs]
 
 
-POOL_HEADERS = ("HUB", "TIER", "INCLUDED", "PURCHASED", "ASSIGNED", "AVAILABLE", "PENDING REMOVAL", "REMOVAL DATE")
+POOL_HEADERS = ("HUB", "TIER", "INCLUDED", "PURCHASED", "ASSIGNED", "AVAILABLE", "PENDING", "REMOVAL DATE")
+"""PENDING: seats pending removal, leaving at the REMOVAL DATE."""
 
 
 def pool_rows(pools: Iterable[r.SeatPool]) -> list[list[str]]:
@@ -346,6 +401,11 @@ def message_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+
+
+def quiet(ctx: Context) -> bool:
+    """-q / --quiet of a list command: ids only, one a line (``run`` refuses it with --json)."""
+    return bool(getattr(ctx.args, "quiet", False))
 
 
 def print_json(document: dict[str, Any]) -> None:
@@ -540,6 +600,9 @@ def seats_unassign(ctx: Context) -> int:
 def seats_list(ctx: Context) -> int:
     args = ctx.args
     assignments = list(ctx.client.iter_seat_assignments(ctx.account, hub=args.hub, tier=args.tier, page_size=PAGE_SIZE))
+    if quiet(ctx):  # the users holding the listed seats, each once
+        print_lines(dict.fromkeys(a.user_id for a in assignments))
+        return EXIT_OK
     if ctx.as_json:
         print_json({"assignments": [message_dict(a) for a in assignments]})
         return EXIT_OK
@@ -587,6 +650,9 @@ def users_create(ctx: Context) -> int:
 
 def users_list(ctx: Context) -> int:
     users = list(ctx.client.iter_users(ctx.account, hub=ctx.args.hub, page_size=PAGE_SIZE))
+    if quiet(ctx):
+        print_lines(user.user_id for user in users)
+        return EXIT_OK
     if ctx.as_json:
         print_json({"users": [message_dict(user) for user in users]})
         return EXIT_OK
@@ -594,7 +660,7 @@ def users_list(ctx: Context) -> int:
         [user.user_id, user.email, user.display_name, permissions_text(user.permissions), seats_text(user.seats)]
         for user in users
     ]
-    print_lines(table(("USER", "EMAIL", "NAME", "PERMISSIONS", "SEATS"), rows))
+    print_lines(table(("USER", "EMAIL", "NAME", "PERMISSIONS", "SEATS"), rows, shrink=(1, 2, 3, 4)))
     print(f"{len(rows)} user(s)")
     return EXIT_OK
 
@@ -617,8 +683,124 @@ def users_delete(ctx: Context) -> int:
     return EXIT_OK
 
 
+def users_update(ctx: Context) -> int:
+    args = ctx.args
+    changes = {
+        "email": args.email,
+        "display_name": args.name,
+        "super_admin": args.super_admin,
+        "edit_billing": args.edit_billing,
+        "account_access": args.account_access,
+    }
+    if all(value is None for value in changes.values()):
+        ctx.args.command_parser.error(
+            "nothing to change: give --email, --name or a permission (--[no-]super-admin, --[no-]edit-billing, "
+            "--[no-]account-access)"
+        )
+    # The update mask holds exactly the fields given, so a permission named with --no-... is taken away.
+    response = ctx.client.update_user(ctx.account, args.user, etag=args.etag or "", **changes)
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    print_lines(user_lines(response.user))
+    return EXIT_OK
+
+
+def accounts_upgrade(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.upgrade_subscription(
+        ctx.account,
+        args.hub,
+        args.tier,
+        purchased_seats=args.purchased,
+        assign_user_ids=args.assign,
+        validate_only=args.validate_only,
+    )
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    what = f"{hub_name(args.hub)} to {tier_name(args.tier)}"
+    if args.validate_only:
+        print(f"validate only: upgrading {what} is allowed; nothing was changed. The pool would be:")
+    else:
+        print(f"upgraded {what}; the pool now:")
+    print_lines(pool_table([response.pool]))
+    for charge in response.charges:
+        print(charge_line(charge))
+    if args.assign:
+        verb = "would get" if args.validate_only else "got"
+        print(f"{verb} a {pool_name(args.hub, args.tier)} seat: {', '.join(args.assign)}")
+    return EXIT_OK
+
+
+def batch_changes(ctx: Context) -> list[tuple[str, int, int | None]]:
+    """The changes of --change and of --file (``-``: standard input), in that order."""
+    args = ctx.args
+    changes: list[tuple[str, int, int | None]] = list(args.change)
+    if args.file is not None:
+        try:
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        except OSError as err:
+            args.command_parser.error(f"cannot read --file {args.file}: {err.strerror or err}")
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            try:
+                changes.append(change_arg(line))
+            except argparse.ArgumentTypeError as err:
+                args.command_parser.error(f"{args.file}, line {number}: {err}")
+    if not changes:
+        args.command_parser.error("no changes: give --change USER:HUB:TIER or --file")
+    return changes
+
+
+def seats_batch(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.batch_update_seat_assignments(
+        ctx.account, batch_changes(ctx), validate_only=args.validate_only
+    )
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    if args.validate_only:
+        print("validate only: the batch is allowed; nothing was changed. It would do:")
+    rows = [
+        [
+            result.user_id,
+            hub_name(result.hub),
+            tier_name(result.previous_tier),
+            tier_name(result.tier),
+            outcome_name(result.outcome),
+        ]
+        for result in response.results
+    ]
+    print_lines(table(("USER", "HUB", "BEFORE", "AFTER", "OUTCOME"), rows))
+    print()
+    print_lines(pool_table(response.pools))
+    return EXIT_OK
+
+
+def outcome_name(value: int) -> str:
+    """``SEAT_CHANGE_OUTCOME_MOVED`` -> ``MOVED``."""
+    return _enum_short(seat_service_pb2.SeatChangeOutcome.Name, value, "SEAT_CHANGE_OUTCOME_")
+
+
+def seats_check(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.check_seats(ctx.account, args.hub, args.user)
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    rows = [[user, tier_name(tier)] for user, tier in zip(args.user, response.tiers, strict=False)]
+    print_lines(table(("USER", f"{hub_name(args.hub).upper()} TIER"), rows))
+    print(f"as of event {response.sequence}")
+    return EXIT_OK
+
+
 def events_tail(ctx: Context) -> int:
     after = ctx.args.after
+    ids_only = quiet(ctx)
     if ctx.args.follow:
         # A quick unary call first, with the CLI's short retries: a wrong account, actor or target
         # is told at once rather than after a follow's patient reconnects.
@@ -627,11 +809,13 @@ def events_tail(ctx: Context) -> int:
         events = ctx.client.watch_seat_events(ctx.account, after_sequence=after, max_reconnects=FOLLOW_MAX_RECONNECTS)
     else:
         events = ctx.client.iter_seat_events(ctx.account, after_sequence=after, page_size=PAGE_SIZE)
-    if not ctx.as_json:
+    if not ctx.as_json and not ids_only:
         print(EVENT_HEADER, flush=True)
     try:
         for event in events:
-            if ctx.as_json:
+            if ids_only:
+                print(event.sequence, flush=True)
+            elif ctx.as_json:
                 print(json.dumps(message_dict(event)), flush=True)
             else:
                 print(event_line(event), flush=True)
@@ -650,7 +834,7 @@ def invoice_preview(ctx: Context) -> int:
     print(f"current term  {format_time(preview, 'term_start')} -> {format_time(preview, 'renewal_time')}")
     charged = [
         [
-            format_time(charge, "charge_time"),
+            format_time(charge, "charge_time")[:10],  # the date: the time is in --json
             charge_kind_name(charge.kind),
             pool_name(charge.hub, charge.tier),
             str(charge.quantity or "-"),
@@ -661,7 +845,12 @@ def invoice_preview(ctx: Context) -> int:
         for charge in preview.current_term_charges
     ]
     print_lines(
-        table(("CHARGED", "KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"), charged, right=(3, 4, 5))
+        table(
+            ("CHARGED", "KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"),
+            charged,
+            right=(3, 4, 5),
+            shrink=(6,),
+        )
     )
     print(f"current term total  {format_money_field(preview, 'current_term_total')}")
     print()
@@ -677,7 +866,9 @@ def invoice_preview(ctx: Context) -> int:
         ]
         for line in preview.next_renewal_lines
     ]
-    print_lines(table(("KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"), lines, right=(2, 3, 4)))
+    print_lines(
+        table(("KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"), lines, right=(2, 3, 4), shrink=(5,))
+    )
     print(f"next renewal total  {format_money_field(preview, 'next_renewal_total')}")
     return EXIT_OK
 
@@ -685,48 +876,62 @@ def invoice_preview(ctx: Context) -> int:
 # ---- refusals -------------------------------------------------------------------------------
 
 
+# What to do about a refusal, by reason, when the reason alone says it; hint() words the others.
+HINTS: dict[ErrorReason.ValueType, str] = {
+    ErrorReason.NO_SEAT_AVAILABLE: "buy a seat with `seatctl seats buy` or pass --buy",
+    ErrorReason.SEATS_ASSIGNED: "free seats with `seatctl seats unassign`, or remove fewer",
+    ErrorReason.USER_HOLDS_SEATS: "free them with `seatctl seats unassign`",
+    ErrorReason.SYSTEM_CALL_ONLY: "creating an account is a trusted system call: leave out --actor",
+    ErrorReason.NOT_SUBSCRIBED: "upgrade the subscription, or see the pools with `seatctl seats summary`",
+    ErrorReason.TIER_NOT_PURCHASABLE: "upgrade the hub to a paid tier with `seatctl accounts upgrade`",
+    ErrorReason.NOT_PENDING_REMOVAL: "see the pending counts with `seatctl seats summary`",
+    ErrorReason.SEAT_NOT_ASSIGNED: "see the user's seats with `seatctl users show`",
+    ErrorReason.EMAIL_TAKEN: "see the users with `seatctl users list`",
+    ErrorReason.ACCOUNT_NOT_FOUND: "check --account or SEATS_ACCOUNT",
+    ErrorReason.USER_NOT_FOUND: "check the user id; see `seatctl users list`",
+    ErrorReason.ETAG_MISMATCH: "show the user again for its current etag",
+    ErrorReason.SEAT_LIMIT: "buy fewer seats per call",
+    ErrorReason.CONCURRENT_CHANGE: "another change won a race; run the command again",
+    ErrorReason.TOO_MANY_WATCHES: "the server runs as many event watches as it allows; try again later",
+    ErrorReason.TOO_MANY_CALLS: "the server is busy; try again shortly",
+    ErrorReason.TOKEN_MISSING: "the server wants a service token: pass --token or set SEATS_TOKEN",
+    ErrorReason.TOKEN_INVALID: "the server does not know this token: check --token or SEATS_TOKEN",
+    ErrorReason.TOKEN_NOT_FOR_ACCOUNT: "this token acts for other accounts: check --account, or use another --token",
+    ErrorReason.ACTOR_REQUIRED: "this token acts for users: pass --actor or set SEATS_ACTOR",
+    ErrorReason.STORE_UNAVAILABLE: "the server cannot reach its database; try again later",
+    ErrorReason.SHUTTING_DOWN: "the server is stopping; try again when it is back",
+}
+
+
+def reason_of(err: errors.SeatsError) -> ErrorReason.ValueType:
+    """The ErrorReason of a refusal; ERROR_REASON_UNSPECIFIED for none, or one this seatctl does not know."""
+    try:
+        return ErrorReason.Value(err.reason)
+    except ValueError:
+        return ErrorReason.ERROR_REASON_UNSPECIFIED
+
+
 def hint(err: errors.SeatsError, ctx: Context) -> str:
     """What to do about a refusal, for the reasons a person meets at a shell; empty when there is
     nothing better to say than the message."""
-    reason = err.reason
-    if reason == "PERMISSION_MISSING":
+    reason = reason_of(err)
+    if reason == ErrorReason.PERMISSION_MISSING:
         permission = err.metadata.get("permission", "needed")
         return f"ask a user with the {permission} permission, or pass --actor with the id of one"
-    if reason == "INVALID_FIELD":
+    if reason == ErrorReason.INVALID_FIELD:
         fields = ", ".join(dict.fromkeys(v.field for v in err.field_violations if v.field))
         return f"check {fields}" if fields else "check the arguments"
-    if reason == "STORE_UNAVAILABLE":
-        return "the server cannot reach its database; try again later"
-    if reason == "SHUTTING_DOWN":
-        return "the server is stopping; try again when it is back"
+    if reason == ErrorReason.ACTOR_NOT_IN_ACCOUNT:
+        return f"pass as --actor the id of a user of account {ctx.account or '(none)'}"
+    if reason in HINTS:
+        return HINTS[reason]
     if err.code == grpc.StatusCode.UNAVAILABLE:
         return f"is the server running at {ctx.target}?"
     if err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return (
             f"no answer from {ctx.target} within {ctx.timeout:g}s: is the server running there? --timeout waits longer"
         )
-    return {
-        "NO_SEAT_AVAILABLE": "buy a seat with `seatctl seats buy` or pass --buy",
-        "SEATS_ASSIGNED": "unassign seats first",
-        "USER_HOLDS_SEATS": "unassign the user's seats first, with `seatctl seats unassign`",
-        "ACTOR_NOT_IN_ACCOUNT": f"pass as --actor the id of a user of account {ctx.account or '(none)'}",
-        "SYSTEM_CALL_ONLY": "creating an account is a trusted system call: leave out --actor",
-        "NOT_SUBSCRIBED": "the account has no such pool: upgrade the subscription, or see `seatctl seats summary`",
-        "TIER_NOT_PURCHASABLE": "free seats cannot be bought: upgrade the hub to a paid tier",
-        "NOT_PENDING_REMOVAL": "see the pending counts with `seatctl seats summary`",
-        "SEAT_NOT_ASSIGNED": "the user holds no seat of that hub; see `seatctl users show`",
-        "EMAIL_TAKEN": "another user of the account has that email; see `seatctl users list`",
-        "ACCOUNT_NOT_FOUND": "check --account or SEATS_ACCOUNT",
-        "USER_NOT_FOUND": "check the user id; see `seatctl users list`",
-        "ETAG_MISMATCH": "show the user again for its current etag",
-        "OWNER_NOT_DELETABLE": "the account owner cannot be deleted",
-        "SEAT_LIMIT": "buy fewer seats per call",
-        "CONCURRENT_CHANGE": "another change won a race; run the command again",
-        "TOO_MANY_WATCHES": "the server runs as many event watches as it allows; try again later",
-        "TOKEN_MISSING": "the server wants a service token: pass --token or set SEATS_TOKEN",
-        "TOKEN_INVALID": "the server does not know this token: check --token or SEATS_TOKEN",
-        "ACTOR_REQUIRED": "this token acts for users: pass --actor or set SEATS_ACTOR",
-    }.get(reason, "")
+    return ""
 
 
 def one_line(text: str) -> str:
@@ -865,11 +1070,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     add_global_options(parser, top=True)
     add_account_option(parser, top=True)
-    nouns = parser.add_subparsers(dest="noun", required=True, metavar="{accounts,seats,users,events,invoice}")
+    nouns = parser.add_subparsers(
+        dest="noun", required=True, metavar="{accounts,seats,users,events,invoice,completion}"
+    )
 
-    accounts = nouns.add_parser("accounts", help="create and show accounts").add_subparsers(dest="verb", required=True)
+    accounts = nouns.add_parser("accounts", help="create, show and upgrade accounts").add_subparsers(
+        dest="verb", required=True
+    )
     create = add_command(
         accounts,
         "create",
@@ -901,8 +1111,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="start of the first term, e.g. 2025-01-01T00:00:00Z (default now; UTC when no zone is given)",
     )
     add_command(accounts, "show", accounts_show, "show the account", "Shows the account, its term and its pools.")
+    upgrade = add_command(
+        accounts,
+        "upgrade",
+        accounts_upgrade,
+        "move a hub to a higher tier (needs edit billing)",
+        "Moves a hub to a higher tier, charged pro rata for the rest of the term; buys --purchased seats\n"
+        "of the new tier and gives one to each --assign user (their seat of the hub moves). From the free\n"
+        "tier, the free seats go at once (S6). Needs the edit billing permission (S7).\n\n"
+        "  seatctl accounts upgrade --hub service --tier professional --purchased 1 --assign usr_... \\\n"
+        "      --validate-only",
+    )
+    add_pool_options(upgrade)
+    upgrade.add_argument(
+        "--purchased", type=non_negative_int, default=0, metavar="N", help="seats to buy at the new tier (default 0)"
+    )
+    upgrade.add_argument(
+        "--assign",
+        action="append",
+        default=[],
+        metavar="USER_ID",
+        help="a user to give a seat of the new tier; repeatable",
+    )
+    upgrade.add_argument("--validate-only", action="store_true", help="check and price the upgrade without making it")
 
-    seats = nouns.add_parser("seats", help="pools, purchases, removals and assignments").add_subparsers(
+    seats = nouns.add_parser("seats", help="pools, purchases, removals, assignments and checks").add_subparsers(
         dest="verb", required=True
     )
     add_command(
@@ -969,8 +1202,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--hub", type=hub_arg, help="only seats of this hub")
     listing.add_argument("--tier", type=tier_arg, help="only seats of this tier")
+    add_quiet_option(listing, "the user ids holding the seats, each once")
+    batch = add_command(
+        seats,
+        "batch",
+        seats_batch,
+        "change many seat assignments, all or nothing (needs account access)",
+        "Gives, moves and takes seats in one call, all or nothing (S17): seats freed by the batch count\n"
+        "before seats taken by it. Each change is USER:HUB:TIER; TIER none takes the user's seat of the\n"
+        "hub. --file reads one change a line (# starts a comment; - reads standard input).\n\n"
+        "  seatctl seats batch --change usr_a:sales:professional --change usr_b:sales:none\n"
+        "  seatctl seats batch --file changes.txt --validate-only",
+    )
+    batch.add_argument(
+        "--change",
+        type=change_arg,
+        action="append",
+        default=[],
+        metavar="USER:HUB:TIER",
+        help="a change, e.g. usr_1:sales:professional, or usr_1:sales:none to unassign; repeatable",
+    )
+    batch.add_argument("--file", metavar="PATH", help="more changes, one USER:HUB:TIER a line ('-': standard input)")
+    batch.add_argument("--validate-only", action="store_true", help="check the batch without saving it")
+    check = add_command(
+        seats,
+        "check",
+        seats_check,
+        "the tier each user holds in a hub",
+        "Shows the tier of the seat each user holds in the hub, in the order given ('-' for none, or\n"
+        "for a user that does not exist), and the event sequence the answer reflects (I4).\n\n"
+        "  seatctl seats check --hub sales --user usr_a --user usr_b",
+    )
+    check.add_argument("--hub", type=hub_arg, required=True, help="sales or service")
+    check.add_argument("--user", action="append", required=True, metavar="USER_ID", help="a user to check; repeatable")
 
-    users = nouns.add_parser("users", help="create, list, show and delete users").add_subparsers(
+    users = nouns.add_parser("users", help="create, list, show, update and delete users").add_subparsers(
         dest="verb", required=True
     )
     user_create = add_command(
@@ -997,6 +1263,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_create.add_argument("--buy", action="store_true", help="buy a seat for each full pool (S14)")
     user_list = add_command(users, "list", users_list, "list users", "Lists every user, by user id.")
     user_list.add_argument("--hub", type=hub_arg, help="only users holding a seat of this hub")
+    add_quiet_option(user_list, "the user ids")
     user_show = add_command(users, "show", users_show, "show a user", "Shows a user, its seats and its etag.")
     user_show.add_argument("--user", required=True, metavar="USER_ID", help="the user")
     user_delete = add_command(
@@ -1008,6 +1275,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_delete.add_argument("--user", required=True, metavar="USER_ID", help="the user")
     user_delete.add_argument("--etag", help="the etag last read (`seatctl users show`); refused when stale")
+    user_update = add_command(
+        users,
+        "update",
+        users_update,
+        "change a user's email, name or permissions (needs account access)",
+        "Changes only what is given: the update mask names exactly those fields, so --no-edit-billing\n"
+        "takes the permission away and the others stay as they are.\n\n"
+        "  seatctl users update --user usr_... --name 'Ann Lee' --edit-billing --no-account-access",
+    )
+    user_update.add_argument("--user", required=True, metavar="USER_ID", help="the user")
+    user_update.add_argument("--email", help="the new email, unique in the account")
+    user_update.add_argument("--name", help="the new display name")
+    for flag, what in (
+        ("super-admin", "every permission (S19)"),
+        ("edit-billing", "may buy and remove seats (S7)"),
+        ("account-access", "may manage users and seats (S12)"),
+    ):
+        user_update.add_argument(
+            f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=f"give or take: {what}"
+        )
+    user_update.add_argument("--etag", help="the etag last read (`seatctl users show`); refused when stale")
 
     events = nouns.add_parser("events", help="the account's event log").add_subparsers(dest="verb", required=True)
     tail = add_command(
@@ -1021,6 +1309,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--after", type=non_negative_int, default=0, metavar="SEQUENCE", help="start after it")
     tail.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
+    add_quiet_option(tail, "the event sequences")
 
     invoice = nouns.add_parser("invoice", help="billing").add_subparsers(dest="verb", required=True)
     add_command(
@@ -1031,10 +1320,46 @@ def build_parser() -> argparse.ArgumentParser:
         "Shows what the current term has charged so far and what the next renewal will charge,\n"
         "after pending removals (S9). Money is exact (I6).",
     )
+
+    completion = nouns.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Prints a completion script for bash or zsh, e.g.\n\n"
+        "  seatctl completion bash > ~/.local/share/bash-completion/completions/seatctl\n"
+        '  seatctl completion zsh > "${fpath[1]}/_seatctl"',
+        formatter_class=HelpFormatter,
+    )
+    completion.add_argument("shell", choices=COMPLETION_SHELLS, help="the shell")
     return parser
 
 
+COMPLETION_SHELLS = ("bash", "zsh")
+
+
+def add_quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help=f"print only {what}, one a line, for scripts (not with --json)"
+    )
+
+
 # ---- main -----------------------------------------------------------------------------------
+
+
+def version() -> str:
+    """The version of seatctl: that of the installed client package."""
+    try:
+        return importlib.metadata.version("seats-client")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        from . import __version__
+
+        return __version__
+
+
+def completion_script(shell: str) -> str:
+    """A completion script for the shell, made by shtab from the parser."""
+    import shtab  # only this command needs it
+
+    return str(shtab.complete(build_parser(), shell=shell))
 
 
 def tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
@@ -1061,6 +1386,9 @@ def resolve_actor(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.noun == "completion":  # local: no server, no account
+        print(completion_script(args.shell), end="")
+        return EXIT_OK
     command: Command = args.command
     command_parser: argparse.ArgumentParser = args.command_parser
     account = ""
@@ -1068,6 +1396,8 @@ def run(args: argparse.Namespace) -> int:
         account = getattr(args, "account", None) or os.environ.get("SEATS_ACCOUNT", "")
         if not account:
             command_parser.error("--account is required (or set SEATS_ACCOUNT)")
+    if getattr(args, "quiet", False) and args.json:
+        command_parser.error("-q/--quiet and --json do not go together: choose one")
     target: str = args.target or os.environ.get("SEATS_TARGET") or DEFAULT_TARGET
     timeout: float = args.timeout
     token = args.token or os.environ.get("SEATS_TOKEN") or None
