@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import grpc
+import peewee as pw
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from opentelemetry.trace import TracerProvider
 from seats.v1 import seat_service_pb2, seat_service_pb2_grpc, user_service_pb2, user_service_pb2_grpc
 
-from . import admission
+from . import admission, contract, tracing
 from .auth import AuthInterceptor, check_token_account, hash_token, is_loopback, load_tokens, new_token
 from .clock import Clock, SystemClock
-from .config import Config
+from .config import Config, ConfigError, setting
+from .domain.errors import SeatError
 from .domain.prices import PriceBook
 from .domain.seats import SeatDomain
 from .events import EventHub
@@ -118,8 +124,12 @@ class SeatServer:
         return not self.grpc_server.wait_for_termination(timeout)
 
 
-class ConfigError(Exception):
-    """A configuration the server refuses to run with."""
+def _read_file(name: str, path: str, what: str) -> bytes:
+    """The bytes of the file a setting names; a missing or unreadable one is a ConfigError naming it."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{setting(name)}: cannot read the {what} {path!r}: {exc.strerror or exc}") from None
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -129,25 +139,101 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
         return None
     if not (config.tls_cert and config.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
-    client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    key = _read_file("tls_key", config.tls_key, "TLS private key")
+    cert = _read_file("tls_cert", config.tls_cert, "TLS certificate chain")
+    client_ca = _read_file("tls_client_ca", config.tls_client_ca, "client CA") if config.tls_client_ca else None
+    for name, path, pem in (("tls_key", config.tls_key, key), ("tls_cert", config.tls_cert, cert)):
+        if b"-----BEGIN " not in pem:
+            raise ConfigError(f"{setting(name)}: {path!r} is not PEM")
     return grpc.ssl_server_credentials(
-        [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())],
+        [(key, cert)],
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
 
 
-def create_server(config: Config, store: Store | None = None, clock: Clock | None = None) -> tuple[SeatServer, int]:
+def _tokens(config: Config) -> list[Any]:
+    if not config.auth_tokens_file:
+        return []
+    path = config.auth_tokens_file
+    try:
+        return load_tokens(path)
+    except OSError as exc:
+        raise ConfigError(f"{setting('auth_tokens_file')}: cannot read {path!r}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{setting('auth_tokens_file')}: {path!r} is not JSON: {exc}") from None
+    except (ValueError, AttributeError, TypeError) as exc:
+        if isinstance(exc, ValueError):
+            raise ConfigError(f"{setting('auth_tokens_file')}: {exc}") from None
+        expected = '{"tokens": [{"name": ..., "scope": ..., "sha256": ...}, ...]}'
+        raise ConfigError(
+            f"{setting('auth_tokens_file')}: {path!r} is not a tokens file: expected {expected}"
+        ) from None
+
+
+def _price_book(config: Config) -> PriceBook:
+    if not config.price_book:
+        return PriceBook.default()
+    try:
+        return PriceBook.load(config.price_book)
+    except OSError as exc:
+        raise ConfigError(f"{setting('price_book')}: cannot read {config.price_book!r}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{setting('price_book')}: {config.price_book!r} is not a price book: {exc!r}") from None
+
+
+def check_address(address: str) -> None:
+    """Binds host:port once, as gRPC is about to, so that a port in use, a port that needs privileges
+    or an unknown host is one ConfigError naming --address (gRPC's own failure is a RuntimeError
+    and a log line of its C core). Port 0 and unix: addresses are left to gRPC."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return
+    host, _, port_text = address.rpartition(":")
+    host = host.strip("[]")
+    port = int(port_text)
+    if port == 0:
+        return
+    try:
+        resolved = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"{setting('address')}: cannot resolve the host of {address!r}: {exc.strerror}") from None
+    for family, kind, proto, _, sockaddr in resolved:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"{setting('address')}: port {port} of {address} is in use by another process: "
+                        "choose another port, or stop that process"
+                    ) from None
+                if exc.errno == errno.EACCES:
+                    raise ConfigError(
+                        f"{setting('address')}: port {port} of {address} needs privileges this process lacks: "
+                        "choose a port above 1023"
+                    ) from None
+                # other failures (e.g. no IPv6 here) are gRPC's to judge: it serves on what it can bind
+
+
+def create_server(
+    config: Config,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+) -> tuple[SeatServer, int]:
     """Builds the server on config.address (port 0 picks a free port); returns it, not yet
-    started, and the bound port."""
+    started, and the bound port. Traces go to tracer_provider, else where the OTEL_* environment
+    variables say (service/tracing.py); with neither, nowhere."""
     store = store or open_store(config.database_url)
     clock = clock or SystemClock()
-    prices = PriceBook.load(config.price_book) if config.price_book else PriceBook.default()
+    prices = _price_book(config)
     domain = SeatDomain(store, prices, clock)
     hub = EventHub()
     store.add_commit_listener(hub.publish)
     replay = Replay(store, clock, timedelta(hours=config.request_id_ttl_hours))
-    tokens = load_tokens(config.auth_tokens_file) if config.auth_tokens_file else []
+    tokens = _tokens(config)
     credentials = _credentials(config)
     if not is_loopback(config.address) and not tokens and not config.tls_client_ca:
         if not config.insecure:
@@ -161,8 +247,15 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
             extra={"address": config.address},
         )
 
-    metrics = Metrics()
-    interceptors: list[Any] = [AuthInterceptor(tokens, metrics)] if tokens else []
+    provider = tracer_provider if tracer_provider is not None else tracing.provider_from_env()
+    try:
+        metrics = Metrics(config.rpc_log, config.rpc_log_sample, tracing.tracer_of(provider))
+    except ValueError as exc:
+        raise ConfigError(f"{setting('rpc_log')}, {setting('rpc_log_sample')}: {exc}") from None
+    metrics.observe_store(store)
+    interceptors: list[Any] = (
+        [AuthInterceptor(tokens, metrics, public_reflection=config.public_reflection)] if tokens else []
+    )
     if not admission.SUPPORTED:
         log.warning(
             "this grpcio version lacks what admission needs: a caller that opens calls and sends nothing "
@@ -207,19 +300,31 @@ def create_server(config: Config, store: Store | None = None, clock: Clock | Non
     register(server, health_pb2_grpc.add_HealthServicer_to_server, health_servicer, metrics)
     # Reflection as enable_server_reflection registers it, but through register() so that it
     # parses its own requests; its calls stream requests and run on threads of their own (admission.py).
+    # Its pool is the committed descriptor set (contract.py): methods resolve, comments are served.
     reflection_servicer = reflection.ReflectionServicer(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        pool=contract.reflection_pool(),
     )
     register(server, reflection_pb2_grpc.add_ServerReflectionServicer_to_server, reflection_servicer, metrics)
-    if credentials is not None:
-        port = server.add_secure_port(config.address, credentials)
-    else:
-        port = server.add_insecure_port(config.address)
+    if not config.reuse_port:
+        check_address(config.address)
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(config.address, credentials)
+        else:
+            port = server.add_insecure_port(config.address)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise ConfigError(f"cannot listen on {config.address}")
+        raise ConfigError(f"{setting('address')}: cannot listen on {config.address}")
     sweeper = Sweeper(domain, store, clock, config.sweep_interval_seconds, timedelta(hours=config.request_id_ttl_hours))
     if config.metrics_address:
-        metrics.serve(config.metrics_address)
+        try:
+            metrics.serve(config.metrics_address)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{setting('metrics_address')}: cannot serve on {config.metrics_address}: {exc}"
+            ) from None
     return SeatServer(server, health_servicer, sweeper, hub, domain, pool), port
 
 
@@ -269,24 +374,86 @@ def new_token_command(argv: list[str]) -> int:
     return 0
 
 
+def redacted(url: str) -> str:
+    """A database URL without its password, for logs and messages."""
+    parsed = urlparse(url)
+    netloc = parsed.netloc
+    if parsed.password is not None:
+        netloc = netloc.replace(f":{parsed.password}@", ":***@", 1)
+    query = "&".join(
+        part.split("=", 1)[0] + "=***" if part.lower().startswith(("password=", "sslpassword=")) else part
+        for part in parsed.query.split("&")
+    )
+    if (netloc, query) == (parsed.netloc, parsed.query):
+        return url
+    return parsed._replace(netloc=netloc, query=query).geturl()
+
+
+def database_problem(config: Config, exc: Exception) -> str:
+    """One line on a database the server cannot open: the setting, the URL without its password,
+    the driver's words, and for a SQLite file in a missing directory, which one."""
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    problem = f"{setting('database_url')}: cannot open the database {redacted(config.database_url)}: {detail}"
+    parsed = urlparse(config.database_url)
+    if parsed.scheme == "sqlite":
+        directory = Path(unquote(parsed.path[1:]) if parsed.path.startswith("/") else unquote(parsed.path)).parent
+        if not directory.is_dir():
+            problem += f" (the directory {str(directory)!r} does not exist)"
+    return problem
+
+
+def next_command(config: Config, port: int) -> str:
+    """The first command to try against a server that just started: a grpcurl listing of its services."""
+    if config.address.startswith("unix:"):
+        target = f"-unix {config.address.removeprefix('unix:')}"
+    else:
+        host = config.address.rpartition(":")[0]
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}.get(host, host)
+        target = f"{host}:{port}"
+    flags = ["-cacert ca.pem"] if config.tls_cert else ["-plaintext"]
+    if config.tls_client_ca:
+        flags.append("-cert client.pem -key client.key")
+    if config.auth_tokens_file and not config.public_reflection:
+        flags.append('-H "authorization: Bearer $SEATS_TOKEN"')
+    return f"grpcurl {' '.join(flags)} {target} list"
+
+
+def cannot_start(problem: str) -> int:
+    log.error("cannot start: %s", problem)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every configuration the server refuses ends it with exit code 2 and one line naming the setting
+    to fix: a bad flag or SEATS_* value as a plain line (before logging is set up), anything found
+    later (the database, the port, tokens and TLS files) as one JSON log line."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["new-token"]:
         return new_token_command(argv[1:])
     command, config = Config.parse(argv)
     setup_logging(config.log_level)
-    store = open_store(config.database_url)
-    applied = store.migrate()
-    log.info("schema ready", extra={"applied": applied, "version": store.schema_version()})
-    if command == "migrate":
-        return 0
     try:
-        server, port = create_server(config, store)
+        store = open_store(config.database_url)
+    except ValueError as exc:
+        return cannot_start(f"{setting('database_url')}: {exc}")
+    try:
+        # the server is built (its port bound, its files read) before the database is touched, so
+        # that a mistake in either is found without waiting on the other
+        server, port = create_server(config, store) if command == "serve" else (None, 0)
+        try:
+            applied = store.migrate()
+            version = store.schema_version()
+        except (pw.PeeweeException, SeatError) as exc:
+            raise ConfigError(database_problem(config, exc)) from None
     except (ConfigError, ValueError, OSError) as exc:
-        log.error("cannot start: %s", exc)
-        return 2
+        return cannot_start(str(exc))
+    log.info("schema ready", extra={"applied": applied, "version": version})
+    if server is None:
+        return 0
     server.start()
     log.info("serving", extra={"address": config.address, "port": port, "database": config.database_url.split("@")[-1]})
+    hint = next_command(config, port)
+    log.info(f"next: {hint}", extra={"command": hint})
 
     stopping = threading.Event()
 
