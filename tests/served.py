@@ -18,7 +18,9 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+
+from tests.toolkit import health_check
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,7 +115,7 @@ def launch(
 
 
 def health_status(channel: grpc.Channel, service: str = "", timeout: float = CALL_SECONDS) -> int:
-    response = health_pb2_grpc.HealthStub(channel).Check(
+    response = health_check(channel)(
         health_pb2.HealthCheckRequest(service=service), timeout=timeout
     )
     return int(response.status)

@@ -15,17 +15,18 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 from seats import RetryPolicy, SeatsClient, errors
 from seats.v1 import seat_service_pb2, seat_service_pb2_grpc, user_service_pb2
 
 from service.auth import hash_token, is_loopback
-from service.config import Config
-from service.server import ConfigError, create_server
+from service.config import Config, ConfigError
+from service.server import create_server
 from service.store import open_store
 from tests.auth.certs import Certificates, make_certificates
 from tests.served import COMMAND_SECONDS, REPO, free_port
+from tests.toolkit import health_check, reflection_info
 
 SYSTEM_TOKEN = "seats_system-token-for-tests"
 ACTOR_TOKEN = "seats_actor-token-for-tests"
@@ -112,7 +113,7 @@ def test_streams_are_checked_too(token_port: int) -> None:
 
 def test_health_needs_no_token(token_port: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{token_port}") as channel:
-        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=CALL_SECONDS)
+        answer = health_check(channel)(health_pb2.HealthCheckRequest(), timeout=CALL_SECONDS)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -139,8 +140,7 @@ def test_actor_token_must_name_an_actor(token_port: int) -> None:
 
 def test_actor_token_may_explore_the_contract_by_reflection(token_port: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{token_port}") as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        answers = stub.ServerReflectionInfo(
+        answers = reflection_info(channel)(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
             metadata=(("authorization", f"Bearer {ACTOR_TOKEN}"),),
             timeout=CALL_SECONDS,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import pytest
 from seats import RetryPolicy, SeatsClient
@@ -25,6 +26,14 @@ def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
+class Permissions(TypedDict, total=False):
+    """The permissions of a new user, as create_user takes them."""
+
+    super_admin: bool
+    edit_billing: bool
+    account_access: bool
+
+
 @dataclass
 class Tenant:
     """An account made for one test, and clients acting as the system and as its owner."""
@@ -42,7 +51,9 @@ class Tenant:
     def owner_id(self) -> str:
         return self.account.owner_user_id
 
-    def user(self, *, seats: tuple[tuple[HubLike, TierLike], ...] = (), **permissions: bool) -> resources_pb2.User:
+    def user(
+        self, *, seats: tuple[tuple[HubLike, TierLike], ...] = (), **permissions: Unpack[Permissions]
+    ) -> resources_pb2.User:
         """A new user of the account, created by its owner."""
         return self.owner.create_user(self.id, unique_email(), seats=seats, **permissions).user
 

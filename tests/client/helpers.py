@@ -69,7 +69,7 @@ def kinds(events: Iterable[resources_pb2.SeatEvent]) -> list[int]:
     return [e.type for e in events]
 
 
-class InjectedError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+class InjectedError(grpc.RpcError, grpc.Call):
     """A failed call made up by a client interceptor: a status code and no details."""
 
     def __init__(self, code: grpc.StatusCode, details: str = "injected by the test") -> None:
@@ -85,13 +85,15 @@ class InjectedError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
     def initial_metadata(self) -> tuple[tuple[str, str], ...]:
         return ()
 
-    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+    # The stubs give RpcError and Call different metadata types; no method satisfies both.
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]
         return ()
 
     def is_active(self) -> bool:
         return False
 
-    def time_remaining(self) -> float | None:
+    # grpc returns None for a call without a deadline, where the stubs say float.
+    def time_remaining(self) -> float | None:  # type: ignore[override]
         return None
 
     def cancel(self) -> bool:

@@ -5,7 +5,7 @@ read, refusals raise the same exception classes, and the async iterators follow 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from tests.client.helpers import (
     pool,
 )
 from tests.conftest import Running
+from tests.toolkit import AsyncUnaryUnaryInterceptor
 
 T = TypeVar("T")
 
@@ -47,6 +48,12 @@ def run(coroutine: Awaitable[T]) -> T:
         return await asyncio.wait_for(coroutine, SCENARIO_SECONDS)
 
     return asyncio.run(bounded())
+
+
+def closing(events: AsyncIterator[T]) -> aclosing[AsyncGenerator[T, Any]]:
+    """aclosing() around a watch of the client, which is an async generator."""
+    assert isinstance(events, AsyncGenerator), type(events)
+    return aclosing(events)
 
 
 def client(running: Running, actor: str | None = None) -> AsyncSeatsClient:
@@ -220,7 +227,7 @@ def test_async_watch_streams_past_then_new_events(running: Running) -> None:
         async with client(running) as system:
             account_id, owner_id = await new_account(system, ("sales", "professional", 0))
             owner = system.with_actor(owner_id)
-            async with aclosing(owner.watch_seat_events(account_id)) as watch:
+            async with closing(owner.watch_seat_events(account_id)) as watch:
                 past = [await asyncio.wait_for(anext(watch), 5) for _ in range(3)]
                 assert [e.sequence for e in past] == [1, 2, 3]
                 await owner.purchase_seats(account_id, "sales", "professional", 1)
@@ -232,7 +239,7 @@ def test_async_watch_streams_past_then_new_events(running: Running) -> None:
                 (6, SEAT_ASSIGNED, ann.user_id),
             ]
 
-            async with aclosing(owner.watch_seat_events(account_id, after_sequence=4)) as resumed:
+            async with closing(owner.watch_seat_events(account_id, after_sequence=4)) as resumed:
                 assert [(await asyncio.wait_for(anext(resumed), 5)).sequence for _ in range(2)] == [5, 6]
 
     run(scenario())
@@ -244,7 +251,7 @@ def test_async_watch_of_another_account_is_refused(running: Running) -> None:
             account_id, _ = await new_account(system)
             _, stranger = await new_account(system)
             watch = system.with_actor(stranger).watch_seat_events(account_id)
-            async with aclosing(watch):
+            async with closing(watch):
                 with pytest.raises(errors.ActorNotInAccount):
                     await asyncio.wait_for(anext(watch), 5)
 
@@ -262,7 +269,7 @@ def test_async_client_on_a_channel_you_made_leaves_it_open(running: Running) -> 
     run(scenario())
 
 
-class AsyncRecorder(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class AsyncRecorder(AsyncUnaryUnaryInterceptor):
     """Records each call's method and metadata."""
 
     def __init__(self) -> None:

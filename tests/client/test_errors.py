@@ -12,7 +12,7 @@ import grpc
 import pytest
 from seats import SeatsClient, SeatsError, errors
 
-from tests.client.conftest import Tenant, new_tenant, unique_email
+from tests.client.conftest import Permissions, Tenant, new_tenant, unique_email
 from tests.property.refusals import documented_reasons
 
 E = TypeVar("E", bound=SeatsError)
@@ -172,7 +172,7 @@ def test_seat_limit_when_a_pool_would_pass_a_million_seats(system: SeatsClient) 
     ],
 )
 def test_permission_missing_names_the_permission(
-    tenant: Tenant, permissions: dict[str, bool], action: str, missing: str
+    tenant: Tenant, permissions: Permissions, action: str, missing: str
 ) -> None:
     actor = tenant.as_user(tenant.user(**permissions).user_id)
     bob = tenant.user()

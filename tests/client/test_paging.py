@@ -7,18 +7,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-import grpc
 import pytest
 from seats import AsyncSeatsClient, SeatsClient
 
 from tests.client.conftest import FAST_RETRY, Tenant, new_tenant
 from tests.client.helpers import ENTERPRISE, SALES, SERVICE, STARTER
 from tests.conftest import Running
+from tests.toolkit import UnaryUnaryInterceptor
 
 T = TypeVar("T")
 
 
-class CountPages(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class CountPages(UnaryUnaryInterceptor):
     """Records the page token of every List call."""
 
     def __init__(self) -> None:
@@ -143,7 +143,9 @@ def test_async_iterators_return_every_item_once_in_order(
     async def scenario() -> tuple[list[str], list[tuple[str, int]], list[int], list[str]]:
         async with AsyncSeatsClient(running.target, actor=tenant.owner_id, retry=FAST_RETRY) as client:
             users = [u.user_id for u in await collect(client.iter_users(tenant.id, page_size=2))]
-            seated = [(a.user_id, a.hub) for a in await collect(client.iter_seat_assignments(tenant.id, page_size=2))]
+            seated: list[tuple[str, int]] = [
+                (a.user_id, a.hub) for a in await collect(client.iter_seat_assignments(tenant.id, page_size=2))
+            ]
             events = [e.sequence for e in await collect(client.iter_seat_events(tenant.id, page_size=2))]
             service = [u.user_id for u in await collect(client.iter_users(tenant.id, hub="service", page_size=1))]
             return users, seated, events, service

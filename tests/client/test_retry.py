@@ -26,12 +26,13 @@ from tests.client.helpers import (
 )
 from tests.conftest import Running
 from tests.served import free_port
+from tests.toolkit import AsyncUnaryUnaryInterceptor, UnaryUnaryInterceptor
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-class LoseAnswers(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class LoseAnswers(UnaryUnaryInterceptor):
     """For calls of `method`: every attempt reaches the server and waits for its answer; the
     first `lose` answers are replaced by an error with `code`. Records every attempt."""
 
@@ -188,7 +189,7 @@ def test_a_refusal_is_not_retried(running: Running, tenant: Tenant) -> None:
 def test_an_unreachable_server_is_tried_max_attempts_times_then_unavailable(tenant: Tenant) -> None:
     attempts: list[str] = []
 
-    class Count(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    class Count(UnaryUnaryInterceptor):
         def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
             attempts.append(details.method)
             return continuation(details, request)
@@ -223,7 +224,7 @@ def test_retry_policy_backoff_is_jittered_and_capped() -> None:
 # ---- asyncio ------------------------------------------------------------------------------------
 
 
-class AsyncLoseAnswers(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class AsyncLoseAnswers(AsyncUnaryUnaryInterceptor):
     """LoseAnswers for grpc.aio."""
 
     def __init__(self, method: str, code: grpc.StatusCode = UNAVAILABLE, lose: int = 1) -> None:
@@ -239,7 +240,9 @@ class AsyncLoseAnswers(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[mi
         call = await continuation(details, request)
         self.answers.append(await call)
         if len(self.requests) <= self.lose:
-            raise grpc.aio.AioRpcError(self.code, grpc.aio.Metadata(), grpc.aio.Metadata(), "injected by the test")
+            raise grpc.aio.AioRpcError(
+                self.code, grpc.aio.Metadata(), grpc.aio.Metadata(), "injected by the test", None
+            )
         return call
 
 

@@ -37,6 +37,12 @@ from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant, new_tenant
 from tests.client.helpers import ENTERPRISE, FREE, NO_TIER, PROFESSIONAL, SALES, SERVICE, STARTER, InjectedError
 from tests.conftest import BACKENDS, Running, database_url
 from tests.served import COMMAND_SECONDS, serving
+from tests.toolkit import (
+    AsyncUnaryStreamInterceptor,
+    AsyncUnaryUnaryInterceptor,
+    UnaryStreamInterceptor,
+    UnaryUnaryInterceptor,
+)
 
 T = TypeVar("T")
 
@@ -159,7 +165,7 @@ class Stream:
         return bool(self.call.cancel())
 
 
-class Faults(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class Faults(UnaryUnaryInterceptor, UnaryStreamInterceptor):
     """Between the cache's client and the server: refuses the calls of chosen methods with
     UNAVAILABLE, cuts open watch streams, loses chosen events, and runs a hook before the n-th
     call of a method."""
@@ -809,7 +815,7 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(bounded())
 
 
-class AsyncRefuse(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class AsyncRefuse(AsyncUnaryUnaryInterceptor):
     """Refuses with UNAVAILABLE the unary calls of chosen methods, and the cache's heartbeats
     (CheckSeats of its probe id) when asked to."""
 
@@ -822,7 +828,7 @@ class AsyncRefuse(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         heartbeat = name == "CheckSeats" and list(request.user_ids) == [PROBE_USER_ID]
         if name in self.refused or (heartbeat and not self.heartbeats):
             raise grpc.aio.AioRpcError(
-                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "injected by the test"
+                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "injected by the test", None
             )
         return await continuation(details, request)
 
@@ -838,7 +844,7 @@ def test_async_cache_answers_like_check_seats(running: Running, system: SeatsCli
             AsyncSeatCache(client, tenant.id, max_silence=LONG_SILENCE, backoff=QUICK_BACKOFF) as cache,
         ):
             assert await cache.wait_until_healthy(CONVERGE_SECONDS), repr(cache.last_error)
-            seen = []
+            seen: list[tuple[int, ...]] = []
 
             async def check() -> None:
                 answers = {hub: await client.check_seats(tenant.id, hub, everyone) for hub in HUBS}
@@ -942,7 +948,7 @@ def test_async_an_idle_watch_is_confirmed_by_the_heartbeat(running: Running, sys
     run(scenario)
 
 
-class AsyncWatches(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class AsyncWatches(AsyncUnaryStreamInterceptor):
     """Between an AsyncSeatsClient and the server: records each watch call (its after_sequence,
     and the sequences it delivered), and when asked does something to the next message any
     watch receives: "hold" keeps it (the stream stays open and silent until cancelled), "break"
@@ -968,7 +974,8 @@ class AsyncWatches(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
                     await asyncio.Event().wait()  # until the reader is cancelled
                 if fate == "break":
                     raise grpc.aio.AioRpcError(
-                        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "injected by the test"
+                        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                        "injected by the test", None,
                     )
                 delivered.append(message.event.sequence)
                 yield message

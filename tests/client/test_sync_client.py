@@ -47,6 +47,7 @@ from tests.client.helpers import (
     pool,
     to_dt,
 )
+from tests.toolkit import UnaryUnaryInterceptor
 
 
 def last_sequence(tenant: Tenant) -> int:
@@ -539,7 +540,7 @@ def test_with_actor_acts_as_another_user_on_the_same_channel(tenant: Tenant) -> 
 def test_metadata_goes_with_every_call_beside_the_actor(running: Any, tenant: Tenant) -> None:
     seen: list[tuple[str, tuple[tuple[str, str], ...]]] = []
 
-    class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    class Recorder(UnaryUnaryInterceptor):
         def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
             seen.append((details.method, tuple(details.metadata or ())))
             return continuation(details, request)
@@ -605,7 +606,7 @@ def test_every_unary_rpc_of_the_contract_is_a_method_with_the_builders_signature
 def test_interceptors_wrap_a_channel_you_made(running: Any) -> None:
     seen: list[str] = []
 
-    class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    class Recorder(UnaryUnaryInterceptor):
         def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
             seen.append(details.method)
             return continuation(details, request)

@@ -5,20 +5,16 @@ from __future__ import annotations
 import calendar
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import grpc
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
 from google.type import money_pb2
-from grpc_status import rpc_status
 from seats.v1 import (
     resources_pb2,
     seat_service_pb2,
@@ -28,6 +24,7 @@ from seats.v1 import (
 )
 
 from tests.conftest import actor
+from tests.toolkit import Hub, PoolKey, Tier
 
 SALES = resources_pb2.HUB_SALES
 SERVICE = resources_pb2.HUB_SERVICE
@@ -36,19 +33,18 @@ STARTER = resources_pb2.TIER_STARTER
 PROFESSIONAL = resources_pb2.TIER_PROFESSIONAL
 ENTERPRISE = resources_pb2.TIER_ENTERPRISE
 NO_TIER = resources_pb2.TIER_UNSPECIFIED
+NO_HUB = resources_pb2.HUB_UNSPECIFIED
 
 NOTHING = resources_pb2.Permissions()
 BILLING = resources_pb2.Permissions(edit_billing=True)
 ACCESS = resources_pb2.Permissions(account_access=True)
 SUPER = resources_pb2.Permissions(super_admin=True)
 
-DOMAIN = "seats.v1"
-
 T = TypeVar("T")
 
 Seats = seat_service_pb2_grpc.SeatServiceStub
 Users = user_service_pb2_grpc.UserServiceStub
-PoolKey = tuple[int, int]
+Metadata: TypeAlias = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -94,7 +90,7 @@ def unique_email(prefix: str = "user") -> str:
 
 def new_account(
     seats: Seats,
-    *subscriptions: tuple[int, int, int],
+    *subscriptions: tuple[Hub, Tier, int],
     term_months: int = 1,
     term_start: datetime | None = None,
     request_id: str = "",
@@ -161,8 +157,8 @@ def assign(
     seats: Seats,
     tenant: Tenant,
     user_id: str,
-    hub: int,
-    tier: int,
+    hub: Hub,
+    tier: Tier,
     *,
     by: str = "",
     purchase_if_needed: bool = False,
@@ -179,7 +175,7 @@ def assign(
 
 
 def unassign(
-    seats: Seats, tenant: Tenant, user_id: str, hub: int, *, by: str = ""
+    seats: Seats, tenant: Tenant, user_id: str, hub: Hub, *, by: str = ""
 ) -> seat_service_pb2.UnassignSeatResponse:
     return seats.UnassignSeat(
         seat_service_pb2.UnassignSeatRequest(account_id=tenant.id, user_id=user_id, hub=hub),
@@ -188,7 +184,7 @@ def unassign(
 
 
 def purchase(
-    seats: Seats, tenant: Tenant, hub: int, tier: int, quantity: int, *,
+    seats: Seats, tenant: Tenant, hub: Hub, tier: Tier, quantity: int, *,
     by: str = "", validate_only: bool = False, request_id: str = "",
 ) -> seat_service_pb2.PurchaseSeatsResponse:
     return seats.PurchaseSeats(
@@ -201,7 +197,7 @@ def purchase(
 
 
 def schedule_removal(
-    seats: Seats, tenant: Tenant, hub: int, tier: int, quantity: int, *, by: str = ""
+    seats: Seats, tenant: Tenant, hub: Hub, tier: Tier, quantity: int, *, by: str = ""
 ) -> seat_service_pb2.ScheduleSeatRemovalResponse:
     return seats.ScheduleSeatRemoval(
         seat_service_pb2.ScheduleSeatRemovalRequest(
@@ -212,7 +208,7 @@ def schedule_removal(
 
 
 def cancel_removal(
-    seats: Seats, tenant: Tenant, hub: int, tier: int, quantity: int, *, by: str = ""
+    seats: Seats, tenant: Tenant, hub: Hub, tier: Tier, quantity: int, *, by: str = ""
 ) -> seat_service_pb2.CancelSeatRemovalResponse:
     return seats.CancelSeatRemoval(
         seat_service_pb2.CancelSeatRemovalRequest(
@@ -223,7 +219,7 @@ def cancel_removal(
 
 
 def batch(
-    seats: Seats, tenant: Tenant, *changes: tuple[str, int, int], by: str = "", validate_only: bool = False
+    seats: Seats, tenant: Tenant, *changes: tuple[str, Hub, Tier], by: str = "", validate_only: bool = False
 ) -> seat_service_pb2.BatchUpdateSeatAssignmentsResponse:
     """Saves a batch of (user_id, hub, tier) changes; NO_TIER takes the user's seat of the hub."""
     return seats.BatchUpdateSeatAssignments(
@@ -245,7 +241,7 @@ def pools(seats: Seats, tenant: Tenant) -> dict[PoolKey, resources_pb2.SeatPool]
     return {(p.hub, p.tier): p for p in summary(seats, tenant).pools}
 
 
-def pool(seats: Seats, tenant: Tenant, hub: int, tier: int) -> resources_pb2.SeatPool:
+def pool(seats: Seats, tenant: Tenant, hub: Hub, tier: Tier) -> resources_pb2.SeatPool:
     every = pools(seats, tenant)
     assert (hub, tier) in every, f"no pool {hub_tier(hub, tier)} in {sorted(every)}"
     return every[(hub, tier)]
@@ -276,7 +272,9 @@ def seat_refs(users: Users, tenant: Tenant, user_id: str) -> set[PoolKey]:
     return {(s.hub, s.tier) for s in user(users, tenant, user_id).seats}
 
 
-def assignments(seats: Seats, tenant: Tenant, hub: int = 0, tier: int = 0) -> list[tuple[str, int, int]]:
+def assignments(
+    seats: Seats, tenant: Tenant, hub: Hub = NO_HUB, tier: Tier = NO_TIER
+) -> list[tuple[str, Hub, Tier]]:
     response = seats.ListSeatAssignments(
         seat_service_pb2.ListSeatAssignmentsRequest(account_id=tenant.id, hub=hub, tier=tier, page_size=1000)
     )
@@ -310,7 +308,7 @@ def event_types(found: Iterable[resources_pb2.SeatEvent]) -> list[str]:
     return [resources_pb2.SeatEventType.Name(e.type).removeprefix("SEAT_EVENT_TYPE_") for e in found]
 
 
-def hub_tier(hub: int, tier: int) -> str:
+def hub_tier(hub: Hub, tier: Tier) -> str:
     return f"{resources_pb2.Hub.Name(hub)}/{resources_pb2.Tier.Name(tier)}"
 
 
@@ -320,7 +318,7 @@ def preview(seats: Seats, tenant: Tenant) -> seat_service_pb2.PreviewInvoiceResp
 
 
 def renewal_line(
-    invoice: seat_service_pb2.PreviewInvoiceResponse, kind: int, hub: int, tier: int
+    invoice: seat_service_pb2.PreviewInvoiceResponse, kind: resources_pb2.ChargeKind.ValueType, hub: Hub, tier: Tier
 ) -> tuple[int, int]:
     """(quantity, amount in cents) of one next-renewal line; (0, 0) when the line is left out."""
     lines = [ln for ln in invoice.next_renewal_lines if (ln.kind, ln.hub, ln.tier) == (kind, hub, tier)]
@@ -378,71 +376,6 @@ def first_of_month(when: datetime) -> datetime:
     return when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-# Errors.
-
-
-@dataclass
-class Refusal:
-    """What a refused call said: status code, message and the google.rpc details."""
-
-    code: grpc.StatusCode | None = None
-    message: str = ""
-    info: error_details_pb2.ErrorInfo = field(default_factory=error_details_pb2.ErrorInfo)
-    bad_request: error_details_pb2.BadRequest = field(default_factory=error_details_pb2.BadRequest)
-    precondition: error_details_pb2.PreconditionFailure = field(
-        default_factory=error_details_pb2.PreconditionFailure
-    )
-    detail_types: list[str] = field(default_factory=list)
-
-    def read(self, err: grpc.RpcError) -> None:
-        assert isinstance(err, grpc.Call), err
-        self.code = err.code()
-        self.message = err.details() or ""
-        status = rpc_status.from_call(err)
-        assert status is not None, f"{self.code} {self.message!r} carries no google.rpc.Status details"
-        for detail in status.details:
-            for message in (self.info, self.bad_request, self.precondition):
-                if detail.Is(message.DESCRIPTOR):
-                    detail.Unpack(message)
-                    self.detail_types.append(message.DESCRIPTOR.full_name)
-
-    @property
-    def fields(self) -> list[str]:
-        return [v.field for v in self.bad_request.field_violations]
-
-    def names_field(self, name: str) -> bool:
-        """True when a BadRequest violation is about `name` (or a nested path ending in it)."""
-        return any(f == name or f.endswith("." + name) or f.startswith(name + "[") for f in self.fields)
-
-    @property
-    def text(self) -> str:
-        """Everything the refusal says, to check that it names something."""
-        parts = [self.message, *self.info.metadata.values(), *self.info.metadata.keys()]
-        parts += [v.field + " " + v.description for v in self.bad_request.field_violations]
-        parts += [v.type + " " + v.subject + " " + v.description for v in self.precondition.violations]
-        return "\n".join(parts)
-
-
-@contextmanager
-def refused(code: grpc.StatusCode, reason: str | None = None) -> Iterator[Refusal]:
-    """Expects the block to be refused with `code` and an ErrorInfo of domain seats.v1 and `reason`."""
-    refusal = Refusal()
-    try:
-        yield refusal
-    except grpc.RpcError as err:
-        refusal.read(err)
-    else:
-        pytest.fail(f"expected {code.name} {reason or ''}, but the call succeeded")
-    said = f"{refusal.code} {refusal.info.reason} {refusal.message!r}"
-    assert refusal.code == code, f"expected {code.name} {reason or ''}, got {said}"
-    assert refusal.detail_types.count(error_details_pb2.ErrorInfo.DESCRIPTOR.full_name) == 1, (
-        f"a refusal carries exactly one ErrorInfo: {said} {refusal.detail_types}"
-    )
-    assert refusal.info.domain == DOMAIN, f"ErrorInfo domain {refusal.info.domain!r}: {said}"
-    if reason is not None:
-        assert refusal.info.reason == reason, f"expected reason {reason}, got {said}"
-
-
 # Concurrency and the event log (I1..I4).
 
 
@@ -459,12 +392,6 @@ def run_together(calls: list[Callable[[], T]], timeout: float = 30) -> list[T | 
 
     with ThreadPoolExecutor(max_workers=len(calls)) as executor:
         return list(executor.map(run, calls, timeout=timeout))
-
-
-def refusal_of(err: grpc.RpcError) -> Refusal:
-    refusal = Refusal()
-    refusal.read(err)
-    return refusal
 
 
 def pool_counts(counts_message: resources_pb2.PoolCounts) -> tuple[int, int, int, int]:

@@ -49,9 +49,9 @@ from tests.contract.helpers import (
     new_account,
     new_user,
     pool,
-    refused,
     unique_email,
 )
+from tests.toolkit import refused
 
 s = seat_service_pb2
 u = user_service_pb2

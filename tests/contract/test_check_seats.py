@@ -25,9 +25,9 @@ from tests.contract.helpers import (
     new_account,
     new_user,
     purchase,
-    refused,
     unassign,
 )
+from tests.toolkit import Hub, refused
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -38,7 +38,7 @@ MAX_ID_LENGTH = 128
 
 
 def check(
-    seats: Seats, tenant: Tenant, hub: int, user_ids: list[str], *, by: str | None = None
+    seats: Seats, tenant: Tenant, hub: Hub, user_ids: list[str], *, by: str | None = None
 ) -> seat_service_pb2.CheckSeatsResponse:
     """CheckSeats acting as the owner (or as `by`)."""
     return seats.CheckSeats(
@@ -47,7 +47,7 @@ def check(
     )
 
 
-def tiers(seats: Seats, tenant: Tenant, hub: int, user_ids: list[str]) -> list[int]:
+def tiers(seats: Seats, tenant: Tenant, hub: Hub, user_ids: list[str]) -> list[int]:
     return list(check(seats, tenant, hub, user_ids).tiers)
 
 
@@ -287,7 +287,7 @@ def test_check_seats_refuses_a_bad_id(running: Running) -> None:
 
 def test_check_seats_refuses_a_missing_or_unknown_hub(running: Running) -> None:
     tenant = new_account(running.seats)
-    for hub in (resources_pb2.HUB_UNSPECIFIED, 99):
+    for hub in (resources_pb2.HUB_UNSPECIFIED, Hub(99)):
         with refused(INVALID_ARGUMENT, "INVALID_FIELD") as refusal:
             check(running.seats, tenant, hub, [tenant.owner_id])
         assert refusal.names_field("hub"), refusal.fields

@@ -3,104 +3,133 @@ ever gets UNKNOWN or INTERNAL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
+from tests.conftest import Running
 from tests.contract.helpers import (
     SALES,
     STARTER,
-    Refusal,
+    Metadata,
+    Tenant,
     new_account,
     new_user,
-    refusal_of,
-    refused,
     unique_email,
     user,
 )
+from tests.toolkit import Hub, Refusal, Tier, refusal_of, refused
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 NO_HUB = resources_pb2.HUB_UNSPECIFIED
 NO_TIER = resources_pb2.TIER_UNSPECIFIED
-UNKNOWN_ENUM = 99
+UNKNOWN_HUB = Hub(99)
+UNKNOWN_TIER = Tier(99)
 
 s = seat_service_pb2
 u = user_service_pb2
 
 
-def subscription(hub=SALES, tier=STARTER, purchased=0):
+def subscription(hub: Hub = SALES, tier: Tier = STARTER, purchased: int = 0) -> resources_pb2.Subscription:
     return resources_pb2.Subscription(hub=hub, tier=tier, purchased_seats=purchased)
 
 
-def new_account_request(**changes):
-    fields = {
-        "display_name": "Acme", "owner_email": unique_email("owner"), "term_months": 1,
-        "subscriptions": [subscription()],
-    }
-    return s.CreateAccountRequest(**{**fields, **changes})
+def new_account_request(
+    *,
+    display_name: str = "Acme",
+    owner_email: str | None = None,
+    term_months: int = 1,
+    subscriptions: Sequence[resources_pb2.Subscription] | None = None,
+) -> s.CreateAccountRequest:
+    return s.CreateAccountRequest(
+        display_name=display_name,
+        owner_email=unique_email("owner") if owner_email is None else owner_email,
+        term_months=term_months,
+        subscriptions=[subscription()] if subscriptions is None else subscriptions,
+    )
 
 
-def user_update(tenant, member, mask, **fields):
+def user_update(
+    tenant: Tenant, member: resources_pb2.User, mask: list[str], *, email: str = ""
+) -> u.UpdateUserRequest:
     return u.UpdateUserRequest(
-        user=resources_pb2.User(account_id=tenant.id, user_id=member.user_id, **fields),
+        user=resources_pb2.User(account_id=tenant.id, user_id=member.user_id, email=email),
         update_mask=field_mask_pb2.FieldMask(paths=mask),
     )
 
 
-def purchase_request(t, hub=SALES, tier=STARTER, quantity=1):
+def purchase_request(
+    t: Tenant, hub: Hub = SALES, tier: Tier = STARTER, quantity: int = 1
+) -> s.PurchaseSeatsRequest:
     return s.PurchaseSeatsRequest(account_id=t.id, hub=hub, tier=tier, quantity=quantity)
 
 
-def assign_request(t, m, hub=SALES, tier=STARTER):
+def assign_request(
+    t: Tenant, m: resources_pb2.User, hub: Hub = SALES, tier: Tier = STARTER
+) -> s.AssignSeatRequest:
     return s.AssignSeatRequest(account_id=t.id, user_id=m.user_id, hub=hub, tier=tier)
 
 
-def schedule_request(t, hub=SALES, tier=STARTER, quantity=1):
+def schedule_request(
+    t: Tenant, hub: Hub = SALES, tier: Tier = STARTER, quantity: int = 1
+) -> s.ScheduleSeatRemovalRequest:
     return s.ScheduleSeatRemovalRequest(account_id=t.id, hub=hub, tier=tier, quantity=quantity)
 
 
-def cancel_request(t, hub=SALES, tier=STARTER, quantity=1):
+def cancel_request(
+    t: Tenant, hub: Hub = SALES, tier: Tier = STARTER, quantity: int = 1
+) -> s.CancelSeatRemovalRequest:
     return s.CancelSeatRemovalRequest(account_id=t.id, hub=hub, tier=tier, quantity=quantity)
 
 
-def upgrade_request(t, hub=SALES, tier=STARTER, purchased=0):
+def upgrade_request(
+    t: Tenant, hub: Hub = SALES, tier: Tier = STARTER, purchased: int = 0
+) -> s.UpgradeSubscriptionRequest:
     return s.UpgradeSubscriptionRequest(account_id=t.id, hub=hub, tier=tier, purchased_seats=purchased)
 
 
-def batch_request(t, m, hub=SALES, tier=STARTER):
+def batch_request(
+    t: Tenant, m: resources_pb2.User, hub: Hub = SALES, tier: Tier = STARTER
+) -> s.BatchUpdateSeatAssignmentsRequest:
     return s.BatchUpdateSeatAssignmentsRequest(
         account_id=t.id, changes=[s.SeatChange(user_id=m.user_id, hub=hub, tier=tier)]
     )
 
 
-def create_user_request(t, email="", hub=SALES, tier=STARTER):
+def create_user_request(
+    t: Tenant, email: str = "", hub: Hub = SALES, tier: Tier = STARTER
+) -> u.CreateUserRequest:
     seat = [resources_pb2.SeatRef(hub=hub, tier=tier)] if (hub, tier) != (SALES, STARTER) else []
     return u.CreateUserRequest(account_id=t.id, email=email or unique_email(), seats=seat)
 
 
 # (method, request builder taking (tenant, member), the field named); acted by the owner.
-BAD_INPUTS = [
+Build = Callable[[Tenant, resources_pb2.User], Message]
+BAD_INPUTS: list[tuple[str, Build, str]] = [
     # enums: unspecified and unknown numbers
     ("PurchaseSeats", lambda t, m: purchase_request(t, hub=NO_HUB), "hub"),
-    ("PurchaseSeats", lambda t, m: purchase_request(t, hub=UNKNOWN_ENUM), "hub"),
+    ("PurchaseSeats", lambda t, m: purchase_request(t, hub=UNKNOWN_HUB), "hub"),
     ("PurchaseSeats", lambda t, m: purchase_request(t, tier=NO_TIER), "tier"),
-    ("PurchaseSeats", lambda t, m: purchase_request(t, tier=UNKNOWN_ENUM), "tier"),
+    ("PurchaseSeats", lambda t, m: purchase_request(t, tier=UNKNOWN_TIER), "tier"),
     ("AssignSeat", lambda t, m: assign_request(t, m, hub=NO_HUB), "hub"),
-    ("AssignSeat", lambda t, m: assign_request(t, m, tier=UNKNOWN_ENUM), "tier"),
+    ("AssignSeat", lambda t, m: assign_request(t, m, tier=UNKNOWN_TIER), "tier"),
     ("AssignSeat", lambda t, m: assign_request(t, m, tier=NO_TIER), "tier"),
     ("UnassignSeat", lambda t, m: s.UnassignSeatRequest(account_id=t.id, user_id=m.user_id, hub=NO_HUB), "hub"),
-    ("UnassignSeat", lambda t, m: s.UnassignSeatRequest(account_id=t.id, user_id=m.user_id, hub=UNKNOWN_ENUM), "hub"),
-    ("ScheduleSeatRemoval", lambda t, m: schedule_request(t, hub=UNKNOWN_ENUM), "hub"),
+    ("UnassignSeat", lambda t, m: s.UnassignSeatRequest(account_id=t.id, user_id=m.user_id, hub=UNKNOWN_HUB), "hub"),
+    ("ScheduleSeatRemoval", lambda t, m: schedule_request(t, hub=UNKNOWN_HUB), "hub"),
     ("CancelSeatRemoval", lambda t, m: cancel_request(t, tier=NO_TIER), "tier"),
     ("UpgradeSubscription", lambda t, m: upgrade_request(t, tier=NO_TIER), "tier"),
     ("UpgradeSubscription", lambda t, m: upgrade_request(t, hub=NO_HUB), "hub"),
     ("BatchUpdateSeatAssignments", lambda t, m: batch_request(t, m, hub=NO_HUB), "hub"),
-    ("BatchUpdateSeatAssignments", lambda t, m: batch_request(t, m, tier=UNKNOWN_ENUM), "tier"),
-    ("ListUsers", lambda t, m: u.ListUsersRequest(account_id=t.id, hub=UNKNOWN_ENUM), "hub"),
-    ("ListSeatAssignments", lambda t, m: s.ListSeatAssignmentsRequest(account_id=t.id, tier=UNKNOWN_ENUM), "tier"),
+    ("BatchUpdateSeatAssignments", lambda t, m: batch_request(t, m, tier=UNKNOWN_TIER), "tier"),
+    ("ListUsers", lambda t, m: u.ListUsersRequest(account_id=t.id, hub=UNKNOWN_HUB), "hub"),
+    ("ListSeatAssignments", lambda t, m: s.ListSeatAssignmentsRequest(account_id=t.id, tier=UNKNOWN_TIER), "tier"),
     ("CreateUser", lambda t, m: create_user_request(t, hub=NO_HUB), "hub"),
-    ("CreateUser", lambda t, m: create_user_request(t, tier=UNKNOWN_ENUM), "tier"),
+    ("CreateUser", lambda t, m: create_user_request(t, tier=UNKNOWN_TIER), "tier"),
     # quantities
     ("PurchaseSeats", lambda t, m: purchase_request(t, quantity=0), "quantity"),
     ("PurchaseSeats", lambda t, m: purchase_request(t, quantity=-3), "quantity"),
@@ -133,7 +162,8 @@ BAD_INPUTS = [
 ]
 
 # System calls: nobody acts, so that only the input is wrong.
-BAD_SYSTEM_INPUTS = [
+SystemBuild = Callable[[None, None], Message]
+BAD_SYSTEM_INPUTS: list[tuple[str, SystemBuild, str]] = [
     ("GetAccount", lambda t, m: s.GetAccountRequest(account_id=""), "account_id"),
     ("GetSeatSummary", lambda t, m: s.GetSeatSummaryRequest(account_id=""), "account_id"),
     ("PurchaseSeats", lambda t, m: s.PurchaseSeatsRequest(account_id="", hub=SALES, tier=STARTER, quantity=1),
@@ -147,19 +177,19 @@ BAD_SYSTEM_INPUTS = [
     ("CreateAccount", lambda t, m: new_account_request(term_months=0), "term_months"),
     ("CreateAccount", lambda t, m: new_account_request(term_months=24), "term_months"),
     ("CreateAccount", lambda t, m: new_account_request(subscriptions=[subscription(hub=NO_HUB)]), "hub"),
-    ("CreateAccount", lambda t, m: new_account_request(subscriptions=[subscription(hub=UNKNOWN_ENUM)]), "hub"),
+    ("CreateAccount", lambda t, m: new_account_request(subscriptions=[subscription(hub=UNKNOWN_HUB)]), "hub"),
     ("CreateAccount", lambda t, m: new_account_request(subscriptions=[subscription(tier=NO_TIER)]), "tier"),
-    ("CreateAccount", lambda t, m: new_account_request(subscriptions=[subscription(tier=UNKNOWN_ENUM)]), "tier"),
+    ("CreateAccount", lambda t, m: new_account_request(subscriptions=[subscription(tier=UNKNOWN_TIER)]), "tier"),
     ("CreateAccount", lambda t, m: new_account_request(subscriptions=[subscription(purchased=-1)]), "purchased_seats"),
 ]
 
 
-def case_id(case) -> str:
+def case_id(case: tuple[str, object, str]) -> str:
     method, _, field = case
     return f"{method}-{field}"
 
 
-def call(running, method, request, metadata=()):
+def call(running: Running, method: str, request: Message, metadata: Metadata = ()) -> object:
     stub = running.seats if hasattr(running.seats, method) else running.users
     return getattr(stub, method)(request, metadata=metadata)
 
@@ -168,7 +198,9 @@ def call(running, method, request, metadata=()):
     "method, build, field",
     [pytest.param(*case, id=f"{case_id(case)}-{i}") for i, case in enumerate(BAD_INPUTS)],
 )
-def test_bad_input_is_invalid_argument_naming_the_field(running, method, build, field):
+def test_bad_input_is_invalid_argument_naming_the_field(
+    running: Running, method: str, build: Build, field: str
+) -> None:
     """Bad input gives INVALID_ARGUMENT, reason INVALID_FIELD, and a BadRequest naming the field (AIP-193)."""
     tenant = new_account(running.seats)
     member = new_user(running.users, tenant)
@@ -183,7 +215,9 @@ def test_bad_input_is_invalid_argument_naming_the_field(running, method, build, 
     "method, build, field",
     [pytest.param(*case, id=f"{case_id(case)}-{i}") for i, case in enumerate(BAD_SYSTEM_INPUTS)],
 )
-def test_bad_input_of_a_system_call_is_invalid_argument_naming_the_field(running, method, build, field):
+def test_bad_input_of_a_system_call_is_invalid_argument_naming_the_field(
+    running: Running, method: str, build: SystemBuild, field: str
+) -> None:
     """Bad input gives INVALID_ARGUMENT, reason INVALID_FIELD, and a BadRequest naming the field (AIP-193)."""
     with refused(INVALID_ARGUMENT, "INVALID_FIELD") as refusal:
         call(running, method, build(None, None))
@@ -191,7 +225,7 @@ def test_bad_input_of_a_system_call_is_invalid_argument_naming_the_field(running
     assert refusal.names_field(field), f"BadRequest names {refusal.fields}, not {field}"
 
 
-def test_a_refusal_names_every_bad_field_at_once_or_at_least_one(running):
+def test_a_refusal_names_every_bad_field_at_once_or_at_least_one(running: Running) -> None:
     """A BadRequest names the field that is wrong, never an unrelated one."""
     with refused(INVALID_ARGUMENT, "INVALID_FIELD") as refusal:
         call(running, "CreateAccount", new_account_request(term_months=5, owner_email="nope"))
@@ -200,7 +234,7 @@ def test_a_refusal_names_every_bad_field_at_once_or_at_least_one(running):
     assert all(f in ("term_months", "owner_email") for f in refusal.fields), refusal.fields
 
 
-def outcome(running, method, request, metadata=()) -> Refusal | None:
+def outcome(running: Running, method: str, request: Message, metadata: Metadata = ()) -> Refusal | None:
     """The refusal of a call, or None when it succeeded."""
     try:
         call(running, method, request, metadata)
@@ -209,7 +243,7 @@ def outcome(running, method, request, metadata=()) -> Refusal | None:
     return None
 
 
-def test_odd_input_is_never_unknown_or_internal(running):
+def test_odd_input_is_never_unknown_or_internal(running: Running) -> None:
     """No input, however odd, makes the server answer UNKNOWN or INTERNAL; every refusal carries an ErrorInfo."""
     tenant = new_account(running.seats)
     member = new_user(running.users, tenant)
@@ -221,7 +255,7 @@ def test_odd_input_is_never_unknown_or_internal(running):
         s.ListSeatEventsRequest(account_id=tenant.id, page_size=1)
     ).next_page_token
     odd_ids = ["x" * 10_000, "'; DROP TABLE users; --", "ünïcødé-☃", "\x00", "%s%s%s", "../../etc/passwd"]
-    requests = []
+    requests: list[tuple[str, Message, Metadata]] = []
     for odd in odd_ids:
         requests += [
             ("GetAccount", s.GetAccountRequest(account_id=odd), ()),
@@ -264,7 +298,7 @@ def test_odd_input_is_never_unknown_or_internal(running):
     assert not wrong, "\n".join(wrong)
 
 
-def test_unknown_account_is_not_found(running):
+def test_unknown_account_is_not_found(running: Running) -> None:
     """An account that does not exist is NOT_FOUND with reason ACCOUNT_NOT_FOUND (for a system call)."""
     missing = "acc-does-not-exist"
     for method, request in [
@@ -278,7 +312,7 @@ def test_unknown_account_is_not_found(running):
             call(running, method, request)
 
 
-def test_unknown_user_is_not_found(running):
+def test_unknown_user_is_not_found(running: Running) -> None:
     """A user that does not exist is NOT_FOUND with reason USER_NOT_FOUND."""
     tenant = new_account(running.seats)
 
@@ -290,7 +324,7 @@ def test_unknown_user_is_not_found(running):
         call(running, "GetUser", u.GetUserRequest(account_id=tenant.id, user_id="usr-does-not-exist"))
 
 
-def test_stale_etag_is_aborted(running):
+def test_stale_etag_is_aborted(running: Running) -> None:
     """UpdateUser and DeleteUser with a stale etag are ABORTED with reason ETAG_MISMATCH (AIP-154)."""
     tenant = new_account(running.seats)
     member = new_user(running.users, tenant)
@@ -332,7 +366,7 @@ def test_stale_etag_is_aborted(running):
         user(running.users, tenant, member.user_id)
 
 
-def test_update_mask_changes_only_the_named_fields(running):
+def test_update_mask_changes_only_the_named_fields(running: Running) -> None:
     """UpdateUser changes only the fields of its update mask (AIP-161)."""
     tenant = new_account(running.seats)
     member = new_user(running.users, tenant, permissions=resources_pb2.Permissions(edit_billing=True))

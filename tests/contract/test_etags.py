@@ -7,7 +7,8 @@ import grpc
 from seats.v1 import seat_service_pb2
 
 from tests.conftest import Running, actor
-from tests.contract.helpers import PROFESSIONAL, SALES, new_account, pool, refused
+from tests.contract.helpers import PROFESSIONAL, SALES, new_account, pool
+from tests.toolkit import refused
 
 
 def test_pool_etag_changes_with_every_change(running: Running) -> None:

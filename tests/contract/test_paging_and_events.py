@@ -4,31 +4,55 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 import grpc
-from seats.v1 import seat_service_pb2, user_service_pb2
+from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.contract.helpers import (
+    NO_HUB,
+    NO_TIER,
     PROFESSIONAL,
     SALES,
     SERVICE,
     STARTER,
+    Metadata,
+    Seats,
+    Users,
     assign,
     event_types,
     events,
     new_account,
     new_user,
     purchase,
-    refused,
     user,
 )
+from tests.toolkit import Hub, Tier, cancel, refused
 
 WATCH_SECONDS = 10  # the deadline of a watch; the test finishes long before unless the server hangs
 
 
-def pages(list_call, request, items_of, metadata=()):
+class PagedRequest(Protocol):
+    page_token: str
+
+
+class PagedResponse(Protocol):
+    next_page_token: str
+
+
+Response = TypeVar("Response", bound=PagedResponse)
+Item = TypeVar("Item")
+
+
+def pages(
+    list_call: Callable[..., Response],
+    request: PagedRequest,
+    items_of: Callable[[Response], Iterable[Item]],
+    metadata: Metadata = (),
+) -> list[list[Item]]:
     """Every page of a list call, following next_page_token; returns the pages' items."""
-    found = []
+    found: list[list[Item]] = []
     while True:
         response = list_call(request, metadata=metadata)
         found.append(list(items_of(response)))
@@ -38,7 +62,7 @@ def pages(list_call, request, items_of, metadata=()):
         request.page_token = response.next_page_token
 
 
-def test_list_users_pages_through_every_user_once_in_order(seats, users):
+def test_list_users_pages_through_every_user_once_in_order(seats: Seats, users: Users) -> None:
     """ListUsers with page_size 2 returns every user exactly once, ordered by user id, over several pages."""
     tenant = new_account(seats)
     created = [new_user(users, tenant) for _ in range(6)]
@@ -55,7 +79,7 @@ def test_list_users_pages_through_every_user_once_in_order(seats, users):
     assert not whole.next_page_token
 
 
-def test_list_users_paging_is_keyset_stable_under_deletes(seats, users):
+def test_list_users_paging_is_keyset_stable_under_deletes(seats: Seats, users: Users) -> None:
     """ListUsers pages by key: deleting a user already seen neither skips nor repeats the others."""
     tenant = new_account(seats)
     created = [new_user(users, tenant) for _ in range(5)]
@@ -73,7 +97,7 @@ def test_list_users_paging_is_keyset_stable_under_deletes(seats, users):
     assert len(flat) == len(set(flat))
 
 
-def test_list_users_filters_by_hub(seats, users):
+def test_list_users_filters_by_hub(seats: Seats, users: Users) -> None:
     """ListUsers with a hub lists only the users holding a seat of that hub, of any tier."""
     tenant = new_account(seats, (SALES, STARTER, 5), (SERVICE, PROFESSIONAL, 0))
     sales = [new_user(users, tenant, seats=[(SALES, STARTER)]) for _ in range(3)]
@@ -81,7 +105,7 @@ def test_list_users_filters_by_hub(seats, users):
     service = new_user(users, tenant, seats=[(SERVICE, PROFESSIONAL)])
     new_user(users, tenant)
 
-    def listed(hub):
+    def listed(hub: Hub) -> list[str]:
         request = user_service_pb2.ListUsersRequest(account_id=tenant.id, hub=hub, page_size=2)
         paged = pages(users.ListUsers, request, lambda r: [u.user_id for u in r.users], tenant.as_owner)
         return [user_id for page in paged for user_id in page]
@@ -90,7 +114,7 @@ def test_list_users_filters_by_hub(seats, users):
     assert listed(SERVICE) == sorted(u.user_id for u in [both, service])
 
 
-def test_list_seat_assignments_pages_in_order_and_filters(seats, users):
+def test_list_seat_assignments_pages_in_order_and_filters(seats: Seats, users: Users) -> None:
     """ListSeatAssignments pages over every seat once, ordered by user id then hub, and filters by hub and tier."""
     tenant = new_account(seats, (SALES, STARTER, 3), (SERVICE, STARTER, 3), (SERVICE, PROFESSIONAL, 0))
     people = [new_user(users, tenant) for _ in range(4)]
@@ -101,7 +125,7 @@ def test_list_seat_assignments_pages_in_order_and_filters(seats, users):
     for person in people[2:]:
         assign(seats, tenant, person.user_id, SERVICE, PROFESSIONAL)
 
-    def listed(hub=0, tier=0):
+    def listed(hub: Hub = NO_HUB, tier: Tier = NO_TIER) -> list[tuple[str, Hub, Tier]]:
         request = seat_service_pb2.ListSeatAssignmentsRequest(account_id=tenant.id, hub=hub, tier=tier, page_size=2)
         paged = pages(seats.ListSeatAssignments, request, lambda r: [(a.user_id, a.hub, a.tier) for a in r.assignments])
         assert all(len(page) <= 2 for page in paged)
@@ -117,7 +141,7 @@ def test_list_seat_assignments_pages_in_order_and_filters(seats, users):
     assert listed(hub=SALES, tier=PROFESSIONAL) == []
 
 
-def test_list_seat_events_pages_by_sequence(seats, users):
+def test_list_seat_events_pages_by_sequence(seats: Seats, users: Users) -> None:
     """ListSeatEvents with page_size 2 returns every event once, by sequence, also after a cursor."""
     tenant = new_account(seats, (SALES, STARTER, 2))
     for _ in range(3):
@@ -134,7 +158,7 @@ def test_list_seat_events_pages_by_sequence(seats, users):
     assert [e for page in paged for e in page] == list(range(4, total + 1))
 
 
-def test_page_size_defaults_to_50_and_is_capped(seats, users):
+def test_page_size_defaults_to_50_and_is_capped(seats: Seats, users: Users) -> None:
     """page_size 0 gives 50 items, a page_size above 1000 is capped rather than refused (AIP-158)."""
     tenant = new_account(seats)
     for _ in range(50):
@@ -151,7 +175,7 @@ def test_page_size_defaults_to_50_and_is_capped(seats, users):
     assert len(huge.users) == 51 and not huge.next_page_token
 
 
-def test_a_page_token_of_another_account_is_refused(seats, users):
+def test_a_page_token_of_another_account_is_refused(seats: Seats, users: Users) -> None:
     """A page token belongs to its list: another account's token is INVALID_ARGUMENT (AIP-158)."""
     home, other = new_account(seats), new_account(seats)
     for tenant in (home, other):
@@ -173,12 +197,12 @@ def test_a_page_token_of_another_account_is_refused(seats, users):
 class Watcher:
     """Reads WatchSeatEvents on a thread into a queue, so that the test can wait with a deadline."""
 
-    def __init__(self, seats, account_id: str, after_sequence: int) -> None:
+    def __init__(self, seats: Seats, account_id: str, after_sequence: int) -> None:
         self.call = seats.WatchSeatEvents(
             seat_service_pb2.WatchSeatEventsRequest(account_id=account_id, after_sequence=after_sequence),
             timeout=WATCH_SECONDS,
         )
-        self.received: queue.Queue = queue.Queue()
+        self.received: queue.Queue[resources_pb2.SeatEvent | grpc.RpcError] = queue.Queue()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -189,8 +213,8 @@ class Watcher:
         except grpc.RpcError as err:
             self.received.put(err)
 
-    def next_events(self, count: int, timeout: float = 5) -> list:
-        found = []
+    def next_events(self, count: int, timeout: float = 5) -> list[resources_pb2.SeatEvent]:
+        found: list[resources_pb2.SeatEvent] = []
         for _ in range(count):
             item = self.received.get(timeout=timeout)
             assert not isinstance(item, grpc.RpcError), f"the watch ended: {item.code()} {item.details()}"
@@ -198,12 +222,12 @@ class Watcher:
         return found
 
     def close(self) -> None:
-        self.call.cancel()
+        cancel(self.call)
         self.thread.join(timeout=5)
         assert not self.thread.is_alive()
 
 
-def test_watch_streams_past_events_after_the_cursor_then_new_ones(seats, users):
+def test_watch_streams_past_events_after_the_cursor_then_new_ones(seats: Seats, users: Users) -> None:
     """WatchSeatEvents sends the events after the cursor, then each new event as it commits."""
     tenant = new_account(seats, (SALES, STARTER, 1))
     for _ in range(2):
@@ -230,7 +254,7 @@ def test_watch_streams_past_events_after_the_cursor_then_new_ones(seats, users):
         watcher.close()
 
 
-def test_watch_from_zero_starts_with_the_account_creation(seats):
+def test_watch_from_zero_starts_with_the_account_creation(seats: Seats) -> None:
     """WatchSeatEvents with after_sequence 0 sends the whole log, from ACCOUNT_CREATED on."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SERVICE, STARTER, 0))
 
@@ -245,7 +269,7 @@ def test_watch_from_zero_starts_with_the_account_creation(seats):
     assert streamed == events(seats, tenant)
 
 
-def test_watch_of_an_unknown_account_is_refused(seats, users):
+def test_watch_of_an_unknown_account_is_refused(seats: Seats, users: Users) -> None:
     """WatchSeatEvents checks the account (and actor) like every call: NOT_FOUND for an unknown account."""
     tenant = new_account(seats)
     stranger = new_account(seats)

@@ -21,11 +21,11 @@ from tests.contract.helpers import (
     last_sequence,
     new_account,
     new_user,
-    refused,
     unique_email,
     user,
 )
 from tests.property.refusals import documented_reasons
+from tests.toolkit import refused
 
 Seats = seat_service_pb2_grpc.SeatServiceStub
 Users = user_service_pb2_grpc.UserServiceStub

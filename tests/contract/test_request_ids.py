@@ -22,7 +22,6 @@ from tests.contract.helpers import (
     ACCESS,
     SALES,
     STARTER,
-    Refusal,
     Seats,
     Tenant,
     Users,
@@ -34,10 +33,10 @@ from tests.contract.helpers import (
     new_user,
     pool,
     purchase,
-    refused,
     seat_refs,
     unique_email,
 )
+from tests.toolkit import Refusal, refused
 
 ABORTED = grpc.StatusCode.ABORTED
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT

@@ -7,8 +7,10 @@ from datetime import timedelta
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
+from service.clock import ManualClock
 from tests.conftest import actor
 from tests.contract.helpers import (
     ACCESS,
@@ -23,6 +25,10 @@ from tests.contract.helpers import (
     SERVICE,
     STARTER,
     SUPER,
+    Metadata,
+    Seats,
+    Tenant,
+    Users,
     add_months,
     assign,
     assignments,
@@ -42,7 +48,6 @@ from tests.contract.helpers import (
     preview,
     prorated,
     purchase,
-    refused,
     renewal_line,
     schedule_removal,
     seat_refs,
@@ -52,6 +57,7 @@ from tests.contract.helpers import (
     unique_email,
     user,
 )
+from tests.toolkit import Hub, Tier, refused
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -70,7 +76,7 @@ MOVED = seat_service_pb2.SEAT_CHANGE_OUTCOME_MOVED
 UNASSIGNED = seat_service_pb2.SEAT_CHANGE_OUTCOME_UNASSIGNED
 
 
-def advance_past_renewal(seats, clock, tenant) -> None:
+def advance_past_renewal(seats: Seats, clock: ManualClock, tenant: Tenant) -> None:
     """Moves the shared clock one hour past the account's renewal date."""
     renewal = to_dt(summary(seats, tenant).renewal_time)
     clock.advance(renewal - clock.now() + timedelta(hours=1))
@@ -79,7 +85,7 @@ def advance_past_renewal(seats, clock, tenant) -> None:
 # S1
 
 
-def test_s1_seats_decide_how_many_users_may_use_a_hub(seats, users):
+def test_s1_seats_decide_how_many_users_may_use_a_hub(seats: Seats, users: Users) -> None:
     """S1: Seats decide how many users of an account may use a hub's paid features."""
     tenant = new_account(seats, (SALES, STARTER, 1))  # 1 included + 1 purchased
     first, second, third = (new_user(users, tenant) for _ in range(3))
@@ -95,7 +101,7 @@ def test_s1_seats_decide_how_many_users_may_use_a_hub(seats, users):
     }
 
 
-def test_s1_a_hub_without_a_subscription_has_no_seats(seats, users):
+def test_s1_a_hub_without_a_subscription_has_no_seats(seats: Seats, users: Users) -> None:
     """S1: Seats decide how many users of an account may use a hub's paid features."""
     tenant = new_account(seats, (SALES, STARTER, 0))
     member = new_user(users, tenant)
@@ -113,7 +119,7 @@ def test_s1_a_hub_without_a_subscription_has_no_seats(seats, users):
 
 @pytest.mark.parametrize("hub", [SALES, SERVICE])
 @pytest.mark.parametrize("tier", [FREE, STARTER, PROFESSIONAL, ENTERPRISE])
-def test_s2_subscription_includes_seats_by_tier(seats, hub, tier):
+def test_s2_subscription_includes_seats_by_tier(seats: Seats, hub: Hub, tier: Tier) -> None:
     """S2: A subscription includes a number of seats that depends on its tier."""
     price = PRICE_BOOK[tier]
     tenant = new_account(seats, (hub, tier, 0))
@@ -130,7 +136,7 @@ def test_s2_subscription_includes_seats_by_tier(seats, hub, tier):
     assert cents(seat_pool.unit_price) == price.seat
 
 
-def test_s2_first_term_charges_the_plan_and_the_purchased_seats(seats):
+def test_s2_first_term_charges_the_plan_and_the_purchased_seats(seats: Seats) -> None:
     """S2: A subscription includes a number of seats that depends on its tier (a price book says at what price)."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 2), (SERVICE, STARTER, 0), term_months=12)
 
@@ -141,7 +147,7 @@ def test_s2_first_term_charges_the_plan_and_the_purchased_seats(seats):
     assert cents(invoice.next_renewal_total) == expected
 
 
-def test_s2_several_tiers_of_one_hub_are_separate_pools(seats):
+def test_s2_several_tiers_of_one_hub_are_separate_pools(seats: Seats) -> None:
     """S2: A subscription includes a number of seats that depends on its tier."""
     tenant = new_account(seats, (SALES, STARTER, 1), (SALES, PROFESSIONAL, 0), (SERVICE, ENTERPRISE, 0))
 
@@ -155,7 +161,7 @@ def test_s2_several_tiers_of_one_hub_are_separate_pools(seats):
 # S3
 
 
-def test_s3_purchased_seats_count_at_once(seats, users):
+def test_s3_purchased_seats_count_at_once(seats: Seats, users: Users) -> None:
     """S3: Extra seats can be purchased at any time, at a per-seat rate set by the tier. They count at once."""
     tenant = new_account(seats, (SALES, STARTER, 0))
     first, second, third = (new_user(users, tenant) for _ in range(3))
@@ -172,7 +178,7 @@ def test_s3_purchased_seats_count_at_once(seats, users):
     assert pool(seats, tenant, SALES, STARTER).assigned == 3
 
 
-def test_s3_purchase_is_charged_pro_rata_for_the_rest_of_the_term(seats, clock):
+def test_s3_purchase_is_charged_pro_rata_for_the_rest_of_the_term(seats: Seats, clock: ManualClock) -> None:
     """S3: Extra seats can be purchased at any time, at a per-seat rate set by the tier."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 0))
     clock.advance(days=9, hours=5, minutes=7)
@@ -191,7 +197,7 @@ def test_s3_purchase_is_charged_pro_rata_for_the_rest_of_the_term(seats, clock):
     assert charge.period_end == term.renewal_time
 
 
-def test_s3_purchase_on_a_yearly_term_is_prorated_over_the_year(seats, clock):
+def test_s3_purchase_on_a_yearly_term_is_prorated_over_the_year(seats: Seats, clock: ManualClock) -> None:
     """S3: Extra seats can be purchased at any time, at a per-seat rate set by the tier."""
     tenant = new_account(seats, (SERVICE, ENTERPRISE, 0), term_months=12)
     clock.advance(days=3, hours=11)
@@ -204,7 +210,7 @@ def test_s3_purchase_on_a_yearly_term_is_prorated_over_the_year(seats, clock):
     )
 
 
-def test_s3_purchase_at_the_start_of_the_term_costs_the_whole_term(seats):
+def test_s3_purchase_at_the_start_of_the_term_costs_the_whole_term(seats: Seats) -> None:
     """S3: Extra seats can be purchased at any time, at a per-seat rate set by the tier."""
     tenant = new_account(seats, (SALES, STARTER, 0), term_months=12)
 
@@ -213,7 +219,7 @@ def test_s3_purchase_at_the_start_of_the_term_costs_the_whole_term(seats):
     assert cents(charge.amount) == 4 * PRICE_BOOK[STARTER].seat * 12
 
 
-def test_s3_validate_only_prices_a_purchase_without_making_it(seats):
+def test_s3_validate_only_prices_a_purchase_without_making_it(seats: Seats) -> None:
     """S3: Extra seats can be purchased at any time (validate_only checks and prices without buying)."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 1))
     before = counts(pool(seats, tenant, SALES, PROFESSIONAL))
@@ -230,7 +236,7 @@ def test_s3_validate_only_prices_a_purchase_without_making_it(seats):
     assert cents(dry.charge.amount) == cents(real.charge.amount)
 
 
-def test_s3_free_tier_has_no_seats_to_buy(seats):
+def test_s3_free_tier_has_no_seats_to_buy(seats: Seats) -> None:
     """S3: Extra seats can be purchased ... at a per-seat rate set by the tier (free tools sell none)."""
     tenant = new_account(seats, (SALES, FREE, 0))
 
@@ -242,7 +248,7 @@ def test_s3_free_tier_has_no_seats_to_buy(seats):
     assert pool(seats, tenant, SALES, FREE).purchased == 0
 
 
-def test_s3_seats_of_an_unsubscribed_pool_cannot_be_bought(seats):
+def test_s3_seats_of_an_unsubscribed_pool_cannot_be_bought(seats: Seats) -> None:
     """S3: Extra seats can be purchased at any time, at a per-seat rate set by the tier."""
     tenant = new_account(seats, (SALES, STARTER, 0))
 
@@ -254,7 +260,7 @@ def test_s3_seats_of_an_unsubscribed_pool_cannot_be_bought(seats):
     assert set(pools(seats, tenant)) == {(SALES, STARTER)}
 
 
-def test_s3_purchase_records_an_event_with_the_quantity(seats):
+def test_s3_purchase_records_an_event_with_the_quantity(seats: Seats) -> None:
     """S3: Extra seats can be purchased at any time. They count at once."""
     tenant = new_account(seats, (SALES, STARTER, 2))
     sequence = last_sequence(seats, tenant)
@@ -270,7 +276,7 @@ def test_s3_purchase_records_an_event_with_the_quantity(seats):
 # S4
 
 
-def test_s4_scheduled_removal_never_takes_effect_mid_term(seats, clock):
+def test_s4_scheduled_removal_never_takes_effect_mid_term(seats: Seats, clock: ManualClock) -> None:
     """S4: Purchased seats cannot be reduced before the next renewal date: a reduction never takes effect mid-term."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 3), term_start=first_of_month(clock.now()))
 
@@ -287,7 +293,7 @@ def test_s4_scheduled_removal_never_takes_effect_mid_term(seats, clock):
 # S5
 
 
-def test_s5_unassigned_purchased_seats_can_be_scheduled_for_the_renewal_date(seats, users):
+def test_s5_unassigned_purchased_seats_can_be_scheduled_for_the_renewal_date(seats: Seats, users: Users) -> None:
     """S5: Unassigned purchased seats can be scheduled for removal; the removal takes effect at the renewal date."""
     tenant = new_account(seats, (SALES, STARTER, 3))
     holder = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -304,7 +310,7 @@ def test_s5_unassigned_purchased_seats_can_be_scheduled_for_the_renewal_date(sea
     assert stored.removal_effective_time == summary(seats, tenant).renewal_time
 
 
-def test_s5_removal_takes_effect_at_the_renewal_date(seats, clock):
+def test_s5_removal_takes_effect_at_the_renewal_date(seats: Seats, clock: ManualClock) -> None:
     """S5: Unassigned purchased seats can be scheduled for removal; the removal takes effect at the renewal date."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 3), term_start=first_of_month(clock.now()))
     schedule_removal(seats, tenant, SALES, PROFESSIONAL, 2)
@@ -330,7 +336,7 @@ def test_s5_removal_takes_effect_at_the_renewal_date(seats, clock):
     assert removed.actor == "system"
 
 
-def test_s5_renewal_catches_up_over_several_terms(seats, clock):
+def test_s5_renewal_catches_up_over_several_terms(seats: Seats, clock: ManualClock) -> None:
     """S5: Unassigned purchased seats can be scheduled for removal; the removal takes effect at the renewal date."""
     start = first_of_month(clock.now())
     tenant = new_account(seats, (SERVICE, STARTER, 2), term_start=start)
@@ -348,7 +354,7 @@ def test_s5_renewal_catches_up_over_several_terms(seats, clock):
     assert later.count("TERM_RENEWED") >= 1
 
 
-def test_s5_an_account_started_in_the_past_is_renewed_up_to_now(seats, clock):
+def test_s5_an_account_started_in_the_past_is_renewed_up_to_now(seats: Seats, clock: ManualClock) -> None:
     """S5: ... the removal takes effect at the renewal date, for the next term (terms that passed are applied)."""
     clock.advance(minutes=1)  # never exactly on a month boundary
     this_month = first_of_month(clock.now())
@@ -361,7 +367,7 @@ def test_s5_an_account_started_in_the_past_is_renewed_up_to_now(seats, clock):
     assert "TERM_RENEWED" in event_types(events(seats, tenant))
 
 
-def test_s5_a_purchase_after_the_renewal_date_first_applies_the_renewal(seats, clock):
+def test_s5_a_purchase_after_the_renewal_date_first_applies_the_renewal(seats: Seats, clock: ManualClock) -> None:
     """S5: ... the removal takes effect at the renewal date (whichever call touches the account first)."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 3), term_start=first_of_month(clock.now()))
     schedule_removal(seats, tenant, SALES, PROFESSIONAL, 2)
@@ -378,7 +384,7 @@ def test_s5_a_purchase_after_the_renewal_date_first_applies_the_renewal(seats, c
     )
 
 
-def test_s5_cancelling_a_removal_keeps_the_seats(seats, clock):
+def test_s5_cancelling_a_removal_keeps_the_seats(seats: Seats, clock: ManualClock) -> None:
     """S5: Unassigned purchased seats can be scheduled for removal (and the removal can be cancelled)."""
     tenant = new_account(seats, (SALES, STARTER, 3), term_start=first_of_month(clock.now()))
     schedule_removal(seats, tenant, SALES, STARTER, 2)
@@ -395,7 +401,7 @@ def test_s5_cancelling_a_removal_keeps_the_seats(seats, clock):
     assert pool(seats, tenant, SALES, STARTER).purchased == 3
 
 
-def test_s5_nothing_pending_cannot_be_cancelled(seats):
+def test_s5_nothing_pending_cannot_be_cancelled(seats: Seats) -> None:
     """S5: Unassigned purchased seats can be scheduled for removal (only a pending removal can be cancelled)."""
     tenant = new_account(seats, (SALES, STARTER, 3))
 
@@ -403,7 +409,7 @@ def test_s5_nothing_pending_cannot_be_cancelled(seats):
         cancel_removal(seats, tenant, SALES, STARTER, 1)
 
 
-def test_s5_included_seats_cannot_be_scheduled_for_removal(seats):
+def test_s5_included_seats_cannot_be_scheduled_for_removal(seats: Seats) -> None:
     """S5: Unassigned purchased seats can be scheduled for removal (included seats are not purchased)."""
     tenant = new_account(seats, (SALES, ENTERPRISE, 1))
 
@@ -413,7 +419,7 @@ def test_s5_included_seats_cannot_be_scheduled_for_removal(seats):
     assert pool(seats, tenant, SALES, ENTERPRISE).pending_removal == 0
 
 
-def test_s5_schedule_and_cancel_record_events(seats):
+def test_s5_schedule_and_cancel_record_events(seats: Seats) -> None:
     """S5: Unassigned purchased seats can be scheduled for removal."""
     tenant = new_account(seats, (SALES, STARTER, 3))
     sequence = last_sequence(seats, tenant)
@@ -430,7 +436,7 @@ def test_s5_schedule_and_cancel_record_events(seats):
 # S6
 
 
-def test_s6_upgrade_from_free_removes_free_seats(seats, users):
+def test_s6_upgrade_from_free_removes_free_seats(seats: Seats, users: Users) -> None:
     """S6: Upgrading a hub from FREE to STARTER (or higher) removes the free seats at the moment of the upgrade."""
     tenant = new_account(seats, (SALES, FREE, 0), (SERVICE, STARTER, 0))
     holder = new_user(users, tenant, seats=[(SALES, FREE), (SERVICE, STARTER)])
@@ -458,7 +464,7 @@ def test_s6_upgrade_from_free_removes_free_seats(seats, users):
     assert [(e.hub, e.tier) for e in later if event_types([e]) == ["POOL_OPENED"]] == [(SALES, STARTER)]
 
 
-def test_s6_upgrade_charges_the_plan_and_seats_for_the_rest_of_the_term(seats, clock):
+def test_s6_upgrade_charges_the_plan_and_seats_for_the_rest_of_the_term(seats: Seats, clock: ManualClock) -> None:
     """S6: Upgrading a hub from free tools ... the seats needed must be bought in the same checkout."""
     tenant = new_account(seats, (SALES, FREE, 0), term_months=12)
     clock.advance(days=45, hours=3)
@@ -486,7 +492,7 @@ def test_s6_upgrade_charges_the_plan_and_seats_for_the_rest_of_the_term(seats, c
     assert {c.charge_id for c in response.charges} <= charged
 
 
-def test_s6_upgrade_without_room_for_the_named_users_changes_nothing(seats, users):
+def test_s6_upgrade_without_room_for_the_named_users_changes_nothing(seats: Seats, users: Users) -> None:
     """S6: ... removes the free seats at the moment of the upgrade; the seats needed must be bought at once."""
     tenant = new_account(seats, (SALES, FREE, 0))
     holder = new_user(users, tenant, seats=[(SALES, FREE)])
@@ -508,7 +514,7 @@ def test_s6_upgrade_without_room_for_the_named_users_changes_nothing(seats, user
     assert last_sequence(seats, tenant) == sequence
 
 
-def test_s6_upgrade_must_raise_the_tier(seats):
+def test_s6_upgrade_must_raise_the_tier(seats: Seats) -> None:
     """S6: Upgrading a hub from free tools to STARTER (or higher) ..."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SALES, PROFESSIONAL, 0))
 
@@ -522,7 +528,7 @@ def test_s6_upgrade_must_raise_the_tier(seats):
     assert set(pools(seats, tenant)) == {(SALES, STARTER), (SALES, PROFESSIONAL)}
 
 
-def test_s6_upgrade_between_paid_tiers_moves_the_named_users(seats, users):
+def test_s6_upgrade_between_paid_tiers_moves_the_named_users(seats: Seats, users: Users) -> None:
     """S6: Upgrading a hub ... to STARTER (or higher): named users get a seat of the new tier."""
     tenant = new_account(seats, (SALES, STARTER, 1))
     mover = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -542,7 +548,7 @@ def test_s6_upgrade_between_paid_tiers_moves_the_named_users(seats, users):
     assert (old.purchased, old.assigned) == (1, 1), "a paid pool keeps its purchased seats until renewal (S4)"
 
 
-def test_s6_validate_only_prices_an_upgrade_without_making_it(seats, users):
+def test_s6_validate_only_prices_an_upgrade_without_making_it(seats: Seats, users: Users) -> None:
     """S6: Upgrading a hub from free tools ... removes the free seats at the moment of the upgrade."""
     tenant = new_account(seats, (SALES, FREE, 0))
     holder = new_user(users, tenant, seats=[(SALES, FREE)])
@@ -564,27 +570,27 @@ def test_s6_validate_only_prices_an_upgrade_without_making_it(seats, users):
 # S7
 
 
-def billing_call(name, seats, tenant, metadata):
+def billing_call(name: str, seats: Seats, tenant: Tenant, metadata: Metadata) -> Message:
     """One of the calls that add or remove paid seats (S7)."""
     if name == "purchase":
-        request = seat_service_pb2.PurchaseSeatsRequest(
+        purchase = seat_service_pb2.PurchaseSeatsRequest(
             account_id=tenant.id, hub=SALES, tier=PROFESSIONAL, quantity=1
         )
-        return seats.PurchaseSeats(request, metadata=metadata)
+        return seats.PurchaseSeats(purchase, metadata=metadata)
     if name == "schedule_removal":
-        request = seat_service_pb2.ScheduleSeatRemovalRequest(
+        removal = seat_service_pb2.ScheduleSeatRemovalRequest(
             account_id=tenant.id, hub=SALES, tier=PROFESSIONAL, quantity=1
         )
-        return seats.ScheduleSeatRemoval(request, metadata=metadata)
+        return seats.ScheduleSeatRemoval(removal, metadata=metadata)
     if name == "cancel_removal":
-        request = seat_service_pb2.CancelSeatRemovalRequest(
+        cancel = seat_service_pb2.CancelSeatRemovalRequest(
             account_id=tenant.id, hub=SALES, tier=PROFESSIONAL, quantity=1
         )
-        return seats.CancelSeatRemoval(request, metadata=metadata)
-    request = seat_service_pb2.UpgradeSubscriptionRequest(
+        return seats.CancelSeatRemoval(cancel, metadata=metadata)
+    upgrade = seat_service_pb2.UpgradeSubscriptionRequest(
         account_id=tenant.id, hub=SERVICE, tier=STARTER, purchased_seats=1
     )
-    return seats.UpgradeSubscription(request, metadata=metadata)
+    return seats.UpgradeSubscription(upgrade, metadata=metadata)
 
 
 BILLING_CALLS = ["purchase", "schedule_removal", "cancel_removal", "upgrade"]
@@ -592,7 +598,9 @@ BILLING_CALLS = ["purchase", "schedule_removal", "cancel_removal", "upgrade"]
 
 @pytest.mark.parametrize("call", BILLING_CALLS)
 @pytest.mark.parametrize("permissions", [ACCESS, NOTHING], ids=["account_access", "no_permission"])
-def test_s7_changing_paid_seats_needs_edit_billing(seats, users, call, permissions):
+def test_s7_changing_paid_seats_needs_edit_billing(
+    seats: Seats, users: Users, call: str, permissions: resources_pb2.Permissions
+) -> None:
     """S7: Only actors with the edit billing permission may add or remove paid seats."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 3), (SERVICE, FREE, 0))
     schedule_removal(seats, tenant, SALES, PROFESSIONAL, 1)
@@ -609,7 +617,7 @@ def test_s7_changing_paid_seats_needs_edit_billing(seats, users, call, permissio
 
 
 @pytest.mark.parametrize("call", BILLING_CALLS)
-def test_s7_edit_billing_alone_may_change_paid_seats(seats, users, call):
+def test_s7_edit_billing_alone_may_change_paid_seats(seats: Seats, users: Users, call: str) -> None:
     """S7: Only actors with the edit billing permission may add or remove paid seats."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 3), (SERVICE, FREE, 0))
     schedule_removal(seats, tenant, SALES, PROFESSIONAL, 1)
@@ -626,7 +634,7 @@ def test_s7_edit_billing_alone_may_change_paid_seats(seats, users, call):
 # S8
 
 
-def test_s8_assigned_seats_cannot_be_removed(seats, users):
+def test_s8_assigned_seats_cannot_be_removed(seats: Seats, users: Users) -> None:
     """S8: Seats that are assigned to users cannot be removed from the account."""
     tenant = new_account(seats, (SALES, STARTER, 2))  # capacity 3
     for _ in range(2):
@@ -645,7 +653,7 @@ def test_s8_assigned_seats_cannot_be_removed(seats, users):
     }
 
 
-def test_s8_a_fully_assigned_pool_cannot_schedule_any_removal(seats, users):
+def test_s8_a_fully_assigned_pool_cannot_schedule_any_removal(seats: Seats, users: Users) -> None:
     """S8: Seats that are assigned to users cannot be removed from the account."""
     tenant = new_account(seats, (SERVICE, PROFESSIONAL, 1))  # capacity 3
     for _ in range(3):
@@ -655,7 +663,7 @@ def test_s8_a_fully_assigned_pool_cannot_schedule_any_removal(seats, users):
         schedule_removal(seats, tenant, SERVICE, PROFESSIONAL, 1)
 
 
-def test_s8_unassigning_frees_a_seat_for_removal(seats, users):
+def test_s8_unassigning_frees_a_seat_for_removal(seats: Seats, users: Users) -> None:
     """S8: Seats that are assigned to users cannot be removed from the account (once unassigned, they can)."""
     tenant = new_account(seats, (SALES, STARTER, 1))
     first = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -671,7 +679,7 @@ def test_s8_unassigning_frees_a_seat_for_removal(seats, users):
 # S9
 
 
-def test_s9_removal_lowers_the_next_renewal_but_not_the_current_term(seats, clock):
+def test_s9_removal_lowers_the_next_renewal_but_not_the_current_term(seats: Seats, clock: ManualClock) -> None:
     """S9: A removal changes billing only from the renewal date on; until then the seat is still billed."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 3), term_start=first_of_month(clock.now()))
     before = preview(seats, tenant)
@@ -688,7 +696,7 @@ def test_s9_removal_lowers_the_next_renewal_but_not_the_current_term(seats, cloc
     assert cents(after.next_renewal_total) == sum(cents(line.amount) for line in after.next_renewal_lines)
 
 
-def test_s9_the_next_term_is_charged_at_the_new_count(seats, clock):
+def test_s9_the_next_term_is_charged_at_the_new_count(seats: Seats, clock: ManualClock) -> None:
     """S9: A removal changes billing only from the renewal date on."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 3), term_start=first_of_month(clock.now()))
     schedule_removal(seats, tenant, SALES, PROFESSIONAL, 2)
@@ -703,7 +711,7 @@ def test_s9_the_next_term_is_charged_at_the_new_count(seats, clock):
     assert cents(renewed.next_renewal_total) == promised
 
 
-def test_s9_yearly_renewal_line_prices_the_whole_term(seats):
+def test_s9_yearly_renewal_line_prices_the_whole_term(seats: Seats) -> None:
     """S9: A removal changes billing only from the renewal date on; until then the seat is still billed."""
     tenant = new_account(seats, (SERVICE, ENTERPRISE, 2), term_months=12)
     schedule_removal(seats, tenant, SERVICE, ENTERPRISE, 1)
@@ -720,7 +728,7 @@ def test_s9_yearly_renewal_line_prices_the_whole_term(seats):
 # S10
 
 
-def test_s10_user_with_seat_cannot_be_deleted(seats, users):
+def test_s10_user_with_seat_cannot_be_deleted(seats: Seats, users: Users) -> None:
     """S10: A user who holds a seat cannot be deleted; every seat of that user must be unassigned first."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SERVICE, STARTER, 0))
     member = new_user(users, tenant, seats=[(SALES, STARTER), (SERVICE, STARTER)])
@@ -741,7 +749,7 @@ def test_s10_user_with_seat_cannot_be_deleted(seats, users):
     assert events(seats, tenant)[-1].type == resources_pb2.SEAT_EVENT_TYPE_USER_DELETED
 
 
-def test_s10_user_without_seat_can_be_deleted(seats, users):
+def test_s10_user_without_seat_can_be_deleted(seats: Seats, users: Users) -> None:
     """S10: A user who holds a seat cannot be deleted (one without a seat can)."""
     tenant = new_account(seats)
     member = new_user(users, tenant)
@@ -759,7 +767,7 @@ def test_s10_user_without_seat_can_be_deleted(seats, users):
         )
 
 
-def test_s10_the_owner_cannot_be_deleted(seats, users):
+def test_s10_the_owner_cannot_be_deleted(seats: Seats, users: Users) -> None:
     """S10: A user who holds a seat cannot be deleted (and the account's owner never can)."""
     tenant = new_account(seats)
 
@@ -775,7 +783,7 @@ def test_s10_the_owner_cannot_be_deleted(seats, users):
 # S11
 
 
-def test_s11_reassign_cancels_removal(seats, users):
+def test_s11_reassign_cancels_removal(seats: Seats, users: Users) -> None:
     """S11: Assigning a seat that is pending removal before the removal's effective date cancels that removal."""
     tenant = new_account(seats, (SALES, STARTER, 2))  # capacity 3
     schedule_removal(seats, tenant, SALES, STARTER, 2)
@@ -795,7 +803,7 @@ def test_s11_reassign_cancels_removal(seats, users):
     assert counts(pool(seats, tenant, SALES, STARTER)) == counts(taken)
 
 
-def test_s11_reassigned_seat_survives_the_renewal(seats, users, clock):
+def test_s11_reassigned_seat_survives_the_renewal(seats: Seats, users: Users, clock: ManualClock) -> None:
     """S11: Assigning a seat that is pending removal ... cancels that removal (the downgrade shrinks by one)."""
     tenant = new_account(seats, (SERVICE, PROFESSIONAL, 2), term_start=first_of_month(clock.now()))
     for _ in range(2):
@@ -810,7 +818,7 @@ def test_s11_reassigned_seat_survives_the_renewal(seats, users, clock):
     assert (after.purchased, after.assigned, after.pending_removal) == (1, 3, 0)
 
 
-def test_s11_a_batch_that_takes_a_pending_seat_cancels_its_removal(seats, users):
+def test_s11_a_batch_that_takes_a_pending_seat_cancels_its_removal(seats: Seats, users: Users) -> None:
     """S11: Assigning a seat that is pending removal before the removal's effective date cancels that removal."""
     tenant = new_account(seats, (SALES, STARTER, 1))
     schedule_removal(seats, tenant, SALES, STARTER, 1)
@@ -825,34 +833,36 @@ def test_s11_a_batch_that_takes_a_pending_seat_cancels_its_removal(seats, users)
 # S12
 
 
-def access_call(name, seats, users, tenant, member, metadata):
+def access_call(
+    name: str, seats: Seats, users: Users, tenant: Tenant, member: resources_pb2.User, metadata: Metadata
+) -> Message:
     """One of the calls that give or take seats, or create or delete users (S12)."""
     if name == "assign":
-        request = seat_service_pb2.AssignSeatRequest(
+        assignment = seat_service_pb2.AssignSeatRequest(
             account_id=tenant.id, user_id=member.user_id, hub=SERVICE, tier=STARTER
         )
-        return seats.AssignSeat(request, metadata=metadata)
+        return seats.AssignSeat(assignment, metadata=metadata)
     if name == "unassign":
-        request = seat_service_pb2.UnassignSeatRequest(account_id=tenant.id, user_id=member.user_id, hub=SALES)
-        return seats.UnassignSeat(request, metadata=metadata)
+        unassignment = seat_service_pb2.UnassignSeatRequest(account_id=tenant.id, user_id=member.user_id, hub=SALES)
+        return seats.UnassignSeat(unassignment, metadata=metadata)
     if name == "batch":
-        request = seat_service_pb2.BatchUpdateSeatAssignmentsRequest(
+        changes = seat_service_pb2.BatchUpdateSeatAssignmentsRequest(
             account_id=tenant.id,
             changes=[seat_service_pb2.SeatChange(user_id=member.user_id, hub=SERVICE, tier=STARTER)],
         )
-        return seats.BatchUpdateSeatAssignments(request, metadata=metadata)
+        return seats.BatchUpdateSeatAssignments(changes, metadata=metadata)
     if name == "create_user":
-        request = user_service_pb2.CreateUserRequest(account_id=tenant.id, email=unique_email())
-        return users.CreateUser(request, metadata=metadata)
+        creation = user_service_pb2.CreateUserRequest(account_id=tenant.id, email=unique_email())
+        return users.CreateUser(creation, metadata=metadata)
     if name == "delete_user":
         unassign(seats, tenant, member.user_id, SALES)
-        request = user_service_pb2.DeleteUserRequest(account_id=tenant.id, user_id=member.user_id)
-        return users.DeleteUser(request, metadata=metadata)
-    request = user_service_pb2.UpdateUserRequest(
+        deletion = user_service_pb2.DeleteUserRequest(account_id=tenant.id, user_id=member.user_id)
+        return users.DeleteUser(deletion, metadata=metadata)
+    update = user_service_pb2.UpdateUserRequest(
         user=resources_pb2.User(account_id=tenant.id, user_id=member.user_id, display_name="Renamed"),
         update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
     )
-    return users.UpdateUser(request, metadata=metadata)
+    return users.UpdateUser(update, metadata=metadata)
 
 
 ACCESS_CALLS = ["assign", "unassign", "batch", "create_user", "delete_user", "update_user"]
@@ -860,7 +870,9 @@ ACCESS_CALLS = ["assign", "unassign", "batch", "create_user", "delete_user", "up
 
 @pytest.mark.parametrize("call", ACCESS_CALLS)
 @pytest.mark.parametrize("permissions", [BILLING, NOTHING], ids=["edit_billing", "no_permission"])
-def test_s12_managing_seats_and_users_needs_account_access(seats, users, call, permissions):
+def test_s12_managing_seats_and_users_needs_account_access(
+    seats: Seats, users: Users, call: str, permissions: resources_pb2.Permissions
+) -> None:
     """S12: Only actors with the account access permission may give or take seats and create or delete users."""
     tenant = new_account(seats, (SALES, STARTER, 1), (SERVICE, STARTER, 1))
     member = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -879,7 +891,7 @@ def test_s12_managing_seats_and_users_needs_account_access(seats, users, call, p
 
 
 @pytest.mark.parametrize("call", ACCESS_CALLS)
-def test_s12_account_access_alone_may_manage_seats_and_users(seats, users, call):
+def test_s12_account_access_alone_may_manage_seats_and_users(seats: Seats, users: Users, call: str) -> None:
     """S12: Only actors with the account access permission may give or take seats and create or delete users."""
     tenant = new_account(seats, (SALES, STARTER, 1), (SERVICE, STARTER, 1))
     member = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -891,7 +903,7 @@ def test_s12_account_access_alone_may_manage_seats_and_users(seats, users, call)
     assert manager.user_id in {e.actor for e in events(seats, tenant, after=sequence)}
 
 
-def test_s12_account_access_alone_may_assign_but_not_buy(seats, users):
+def test_s12_account_access_alone_may_assign_but_not_buy(seats: Seats, users: Users) -> None:
     """S12: Only actors with the account access permission may give or take seats (buying needs edit billing, S7)."""
     tenant = new_account(seats, (SALES, STARTER, 0))
     manager = new_user(users, tenant, permissions=ACCESS)
@@ -910,7 +922,7 @@ def test_s12_account_access_alone_may_assign_but_not_buy(seats, users):
     }
 
 
-def test_s12_edit_billing_alone_may_buy_but_not_assign(seats, users):
+def test_s12_edit_billing_alone_may_buy_but_not_assign(seats: Seats, users: Users) -> None:
     """S12: Only actors with the account access permission may give or take seats (edit billing may buy, S7)."""
     tenant = new_account(seats, (SALES, STARTER, 0))
     billing = new_user(users, tenant, permissions=BILLING)
@@ -924,7 +936,7 @@ def test_s12_edit_billing_alone_may_buy_but_not_assign(seats, users):
     assert seat_refs(users, tenant, member.user_id) == set()
 
 
-def test_s12_an_actor_from_another_account_has_no_permission_here(seats, users):
+def test_s12_an_actor_from_another_account_has_no_permission_here(seats: Seats, users: Users) -> None:
     """S12: Only actors with the account access permission may give or take seats (of their own account)."""
     home, other = new_account(seats, (SALES, STARTER, 1)), new_account(seats, (SALES, STARTER, 1))
     member = new_user(users, home)
@@ -943,7 +955,7 @@ def test_s12_an_actor_from_another_account_has_no_permission_here(seats, users):
     assert counts(pool(seats, home, SALES, STARTER))["assigned"] == 0
 
 
-def test_s12_an_unknown_actor_is_refused_before_the_account_is_looked_up(seats):
+def test_s12_an_unknown_actor_is_refused_before_the_account_is_looked_up(seats: Seats) -> None:
     """S12: Only actors with the account access permission may give or take seats."""
     tenant = new_account(seats, (SALES, STARTER, 1))
 
@@ -962,7 +974,7 @@ def test_s12_an_unknown_actor_is_refused_before_the_account_is_looked_up(seats):
 # S13
 
 
-def test_s13_each_grant_takes_exactly_one_seat_of_its_hub_and_tier(seats, users):
+def test_s13_each_grant_takes_exactly_one_seat_of_its_hub_and_tier(seats: Seats, users: Users) -> None:
     """S13: Each grant of paid access to a user takes exactly one seat of that hub and tier."""
     tenant = new_account(seats, (SALES, STARTER, 1), (SALES, PROFESSIONAL, 0), (SERVICE, PROFESSIONAL, 0))
     member = new_user(users, tenant)
@@ -986,7 +998,7 @@ def test_s13_each_grant_takes_exactly_one_seat_of_its_hub_and_tier(seats, users)
     }
 
 
-def test_s13_the_same_seat_again_takes_no_second_seat(seats, users):
+def test_s13_the_same_seat_again_takes_no_second_seat(seats: Seats, users: Users) -> None:
     """S13: Each grant of paid access to a user takes exactly one seat of that hub and tier."""
     tenant = new_account(seats, (SALES, STARTER, 1))
     member = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -999,7 +1011,7 @@ def test_s13_the_same_seat_again_takes_no_second_seat(seats, users):
     assert last_sequence(seats, tenant) == sequence
 
 
-def test_s13_a_user_without_a_seat_has_no_paid_access(seats, users):
+def test_s13_a_user_without_a_seat_has_no_paid_access(seats: Seats, users: Users) -> None:
     """S13: A user without a seat has no paid access to that hub."""
     tenant = new_account(seats, (SALES, STARTER, 1))
     member = new_user(users, tenant)
@@ -1012,7 +1024,7 @@ def test_s13_a_user_without_a_seat_has_no_paid_access(seats, users):
 # S14
 
 
-def test_s14_a_full_pool_can_buy_a_seat_with_the_grant(seats, users):
+def test_s14_a_full_pool_can_buy_a_seat_with_the_grant(seats: Seats, users: Users) -> None:
     """S14: When every seat of a pool is taken, a seat can be bought together with the grant."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 0))  # capacity 2
     for _ in range(2):
@@ -1033,7 +1045,7 @@ def test_s14_a_full_pool_can_buy_a_seat_with_the_grant(seats, users):
     assert event_types(events(seats, tenant, after=sequence)) == ["SEATS_PURCHASED", "SEAT_ASSIGNED"]
 
 
-def test_s14_no_seat_is_bought_while_one_is_free(seats, users):
+def test_s14_no_seat_is_bought_while_one_is_free(seats: Seats, users: Users) -> None:
     """S14: When every seat of a pool is taken, a seat can be bought together with the grant."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 0))
     member = new_user(users, tenant)
@@ -1044,7 +1056,7 @@ def test_s14_no_seat_is_bought_while_one_is_free(seats, users):
     assert (response.pool.purchased, response.pool.assigned) == (0, 1)
 
 
-def test_s14_buying_with_the_grant_needs_edit_billing(seats, users):
+def test_s14_buying_with_the_grant_needs_edit_billing(seats: Seats, users: Users) -> None:
     """S14: ... a seat can be bought together with the grant, by an actor who also has edit billing."""
     tenant = new_account(seats, (SERVICE, STARTER, 0))
     new_user(users, tenant, seats=[(SERVICE, STARTER)])
@@ -1061,7 +1073,7 @@ def test_s14_buying_with_the_grant_needs_edit_billing(seats, users):
     assert (response.pool.purchased, response.pool.assigned) == (1, 2)
 
 
-def test_s14_create_user_can_buy_the_seats_it_grants(seats, users):
+def test_s14_create_user_can_buy_the_seats_it_grants(seats: Seats, users: Users) -> None:
     """S14: When every seat of a pool is taken, a seat can be bought together with the grant."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SERVICE, STARTER, 0))
     new_user(users, tenant, seats=[(SALES, STARTER), (SERVICE, STARTER)])
@@ -1080,7 +1092,7 @@ def test_s14_create_user_can_buy_the_seats_it_grants(seats, users):
 # S15
 
 
-def test_s15_creating_a_user_grants_no_seat(seats, users):
+def test_s15_creating_a_user_grants_no_seat(seats: Seats, users: Users) -> None:
     """S15: Creating a user, a super admin included, grants no seat; seats are given explicitly."""
     tenant = new_account(seats, (SALES, STARTER, 3), (SERVICE, FREE, 0))
     before = {key: counts(p) for key, p in pools(seats, tenant).items()}
@@ -1094,7 +1106,7 @@ def test_s15_creating_a_user_grants_no_seat(seats, users):
     assert {key: counts(p) for key, p in pools(seats, tenant).items()} == before
 
 
-def test_s15_seats_can_be_given_in_the_create_call(seats, users):
+def test_s15_seats_can_be_given_in_the_create_call(seats: Seats, users: Users) -> None:
     """S15: Creating a user ... grants no seat; seats are given explicitly, in the create call or afterwards."""
     tenant = new_account(seats, (SALES, STARTER, 1))
 
@@ -1108,7 +1120,7 @@ def test_s15_seats_can_be_given_in_the_create_call(seats, users):
 # S16
 
 
-def test_s16_email_is_unique_in_the_account_case_insensitively(seats, users):
+def test_s16_email_is_unique_in_the_account_case_insensitively(seats: Seats, users: Users) -> None:
     """S16: Creating a user takes an email address (unique within the account, case-insensitive)."""
     tenant = new_account(seats)
     email = unique_email("ann")
@@ -1123,7 +1135,7 @@ def test_s16_email_is_unique_in_the_account_case_insensitively(seats, users):
     assert [u.email.lower() for u in listed.users].count(email) == 1
 
 
-def test_s16_the_same_email_in_another_account_is_fine(seats, users):
+def test_s16_the_same_email_in_another_account_is_fine(seats: Seats, users: Users) -> None:
     """S16: Creating a user takes an email address (unique within the account, case-insensitive)."""
     first, second = new_account(seats), new_account(seats)
     email = unique_email("bob")
@@ -1135,7 +1147,7 @@ def test_s16_the_same_email_in_another_account_is_fine(seats, users):
     assert (one.account_id, two.account_id) == (first.id, second.id)
 
 
-def test_s16_an_email_change_to_a_taken_email_is_refused(seats, users):
+def test_s16_an_email_change_to_a_taken_email_is_refused(seats: Seats, users: Users) -> None:
     """S16: Creating a user takes an email address (unique within the account, case-insensitive)."""
     tenant = new_account(seats)
     ann_email = unique_email("ann")
@@ -1154,7 +1166,7 @@ def test_s16_an_email_change_to_a_taken_email_is_refused(seats, users):
     assert user(users, tenant, bob.user_id).email == bob.email
 
 
-def test_s16_a_user_can_get_a_sales_and_a_service_seat_in_one_call(seats, users):
+def test_s16_a_user_can_get_a_sales_and_a_service_seat_in_one_call(seats: Seats, users: Users) -> None:
     """S16: Creating a user ... may grant a Sales seat and/or a Service seat of a chosen tier in the same call."""
     tenant = new_account(seats, (SALES, ENTERPRISE, 0), (SERVICE, STARTER, 0))
     sequence = last_sequence(seats, tenant)
@@ -1167,7 +1179,7 @@ def test_s16_a_user_can_get_a_sales_and_a_service_seat_in_one_call(seats, users)
     ]
 
 
-def test_s16_two_seats_of_one_hub_in_one_create_call_are_refused(seats, users):
+def test_s16_two_seats_of_one_hub_in_one_create_call_are_refused(seats: Seats, users: Users) -> None:
     """S16: Creating a user ... may grant a Sales seat and/or a Service seat (one per hub)."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SALES, PROFESSIONAL, 0))
     email = unique_email()
@@ -1178,7 +1190,7 @@ def test_s16_two_seats_of_one_hub_in_one_create_call_are_refused(seats, users):
     assert new_user(users, tenant, email=email).email == email, "the refused call created nobody"
 
 
-def test_s16_a_create_call_whose_seat_is_full_creates_nobody(seats, users):
+def test_s16_a_create_call_whose_seat_is_full_creates_nobody(seats: Seats, users: Users) -> None:
     """S16: Creating a user ... may grant a Sales seat and/or a Service seat of a chosen tier in the same call."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SERVICE, STARTER, 0))
     new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -1196,7 +1208,7 @@ def test_s16_a_create_call_whose_seat_is_full_creates_nobody(seats, users):
 # S17
 
 
-def test_s17_summary_shows_purchased_and_assigned_per_pool(seats, users):
+def test_s17_summary_shows_purchased_and_assigned_per_pool(seats: Seats, users: Users) -> None:
     """S17: The manage paid users view shows, per pool, the purchased and assigned counts."""
     tenant = new_account(seats, (SALES, STARTER, 2), (SERVICE, PROFESSIONAL, 1))
     new_user(users, tenant, seats=[(SALES, STARTER), (SERVICE, PROFESSIONAL)])
@@ -1210,7 +1222,7 @@ def test_s17_summary_shows_purchased_and_assigned_per_pool(seats, users):
     assert shown.HasField("renewal_time") and shown.HasField("term_start")
 
 
-def test_s17_batch_saves_every_change_at_once(seats, users):
+def test_s17_batch_saves_every_change_at_once(seats: Seats, users: Users) -> None:
     """S17: The manage paid users view ... saves a whole batch of assign/unassign changes at once."""
     tenant = new_account(seats, (SALES, STARTER, 1), (SALES, PROFESSIONAL, 0), (SERVICE, STARTER, 0))
     mover = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -1245,7 +1257,7 @@ def test_s17_batch_saves_every_change_at_once(seats, users):
     assert seat_refs(users, tenant, newcomer.user_id) == {(SERVICE, STARTER)}
 
 
-def test_s17_batch_is_all_or_nothing(seats, users):
+def test_s17_batch_is_all_or_nothing(seats: Seats, users: Users) -> None:
     """S17: ... saves a whole batch of assign/unassign changes at once: all of the batch or none of it."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SERVICE, STARTER, 0))
     holder = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -1270,7 +1282,7 @@ def test_s17_batch_is_all_or_nothing(seats, users):
     assert last_sequence(seats, tenant) == sequence
 
 
-def test_s17_batch_with_an_unknown_user_changes_nothing(seats, users):
+def test_s17_batch_with_an_unknown_user_changes_nothing(seats: Seats, users: Users) -> None:
     """S17: ... saves a whole batch of assign/unassign changes at once: all of the batch or none of it."""
     tenant = new_account(seats, (SALES, STARTER, 2))
     member = new_user(users, tenant)
@@ -1282,7 +1294,7 @@ def test_s17_batch_with_an_unknown_user_changes_nothing(seats, users):
     assert seat_refs(users, tenant, member.user_id) == set()
 
 
-def test_s17_batch_is_judged_on_its_final_state(seats, users):
+def test_s17_batch_is_judged_on_its_final_state(seats: Seats, users: Users) -> None:
     """S17: ... saves a whole batch ... at once (seats freed by the batch count before seats taken)."""
     tenant = new_account(seats, (SALES, STARTER, 0))  # capacity 1
     holder = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -1294,7 +1306,7 @@ def test_s17_batch_is_judged_on_its_final_state(seats, users):
     assert assignments(seats, tenant) == [(newcomer.user_id, SALES, STARTER)]
 
 
-def test_s17_batch_can_swap_seats_between_full_pools(seats, users):
+def test_s17_batch_can_swap_seats_between_full_pools(seats: Seats, users: Users) -> None:
     """S17: ... saves a whole batch of assign/unassign changes at once (judged on its final state)."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SALES, PROFESSIONAL, 0))  # capacities 1 and 2
     low = new_user(users, tenant, seats=[(SALES, STARTER)])
@@ -1311,7 +1323,7 @@ def test_s17_batch_can_swap_seats_between_full_pools(seats, users):
     }
 
 
-def test_s17_validate_only_batch_changes_nothing(seats, users):
+def test_s17_validate_only_batch_changes_nothing(seats: Seats, users: Users) -> None:
     """S17: ... saves a whole batch of assign/unassign changes at once (validate_only checks without saving)."""
     tenant = new_account(seats, (SALES, STARTER, 1))
     member = new_user(users, tenant)
@@ -1325,7 +1337,7 @@ def test_s17_validate_only_batch_changes_nothing(seats, users):
     assert last_sequence(seats, tenant) == sequence
 
 
-def test_s17_two_changes_for_one_user_and_hub_are_refused(seats, users):
+def test_s17_two_changes_for_one_user_and_hub_are_refused(seats: Seats, users: Users) -> None:
     """S17: ... saves a whole batch of assign/unassign changes at once (at most one change per user and hub)."""
     tenant = new_account(seats, (SALES, STARTER, 1), (SALES, PROFESSIONAL, 0))
     member = new_user(users, tenant)
@@ -1339,7 +1351,7 @@ def test_s17_two_changes_for_one_user_and_hub_are_refused(seats, users):
 # S18
 
 
-def test_s18_unassigning_keeps_the_seat_in_the_pool(seats, users):
+def test_s18_unassigning_keeps_the_seat_in_the_pool(seats: Seats, users: Users) -> None:
     """S18: Unassigning a seat does not remove it: the seat stays in the pool, available for another user."""
     tenant = new_account(seats, (SALES, PROFESSIONAL, 1))  # capacity 3
     holders = [new_user(users, tenant, seats=[(SALES, PROFESSIONAL)]) for _ in range(3)]
@@ -1360,7 +1372,7 @@ def test_s18_unassigning_keeps_the_seat_in_the_pool(seats, users):
     assert assign(seats, tenant, newcomer.user_id, SALES, PROFESSIONAL).pool.purchased == 1
 
 
-def test_s18_a_user_without_a_seat_of_the_hub_has_nothing_to_unassign(seats, users):
+def test_s18_a_user_without_a_seat_of_the_hub_has_nothing_to_unassign(seats: Seats, users: Users) -> None:
     """S18: Unassigning a seat does not remove it (and there must be a seat to unassign)."""
     tenant = new_account(seats, (SALES, STARTER, 0), (SERVICE, STARTER, 0))
     member = new_user(users, tenant, seats=[(SERVICE, STARTER)])
@@ -1374,7 +1386,7 @@ def test_s18_a_user_without_a_seat_of_the_hub_has_nothing_to_unassign(seats, use
 # S19
 
 
-def test_s19_the_owner_is_a_super_admin_without_a_seat(seats, users):
+def test_s19_the_owner_is_a_super_admin_without_a_seat(seats: Seats, users: Users) -> None:
     """S19: A super admin holds every permission, but still needs a seat for paid features (S15)."""
     tenant = new_account(seats, (SALES, STARTER, 0))
 
@@ -1385,7 +1397,7 @@ def test_s19_the_owner_is_a_super_admin_without_a_seat(seats, users):
     assert pool(seats, tenant, SALES, STARTER).assigned == 0
 
 
-def test_s19_a_super_admin_may_buy_and_assign(seats, users):
+def test_s19_a_super_admin_may_buy_and_assign(seats: Seats, users: Users) -> None:
     """S19: A super admin holds every permission (edit billing and account access included)."""
     tenant = new_account(seats, (SALES, STARTER, 0))
     admin = new_user(users, tenant, permissions=SUPER)
@@ -1400,7 +1412,7 @@ def test_s19_a_super_admin_may_buy_and_assign(seats, users):
     assert seat_refs(users, tenant, admin.user_id) == {(SALES, STARTER)}
 
 
-def test_s19_only_a_super_admin_may_grant_super_admin(seats, users):
+def test_s19_only_a_super_admin_may_grant_super_admin(seats: Seats, users: Users) -> None:
     """S19: A super admin holds every permission (granting super admin needs a super admin)."""
     tenant = new_account(seats)
     manager = new_user(users, tenant, permissions=ACCESS)
@@ -1419,7 +1431,7 @@ def test_s19_only_a_super_admin_may_grant_super_admin(seats, users):
     assert list(updated.seats) == [], "a super admin still needs a seat (S15)"
 
 
-def test_s19_even_a_super_admin_cannot_create_an_account(seats):
+def test_s19_even_a_super_admin_cannot_create_an_account(seats: Seats) -> None:
     """S19: A super admin holds every permission (of its account; accounts are made by trusted system calls)."""
     tenant = new_account(seats)
 

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from seats.v1 import resources_pb2, seat_service_pb2, seat_service_pb2_grpc
 
 from tests.served import (
@@ -29,6 +30,7 @@ from tests.served import (
     server_env,
     serving,
 )
+from tests.toolkit import health_watch
 
 GRACE_SECONDS = 5.0
 """--grace-seconds of the servers that are sent SIGTERM."""
@@ -173,6 +175,9 @@ def test_log_is_json_lines_and_says_where_it_serves(server: ServerProcess) -> No
     assert entries, "the server logged nothing on stderr"
     for entry in entries:
         assert {"time", "level", "logger", "message"} <= entry.keys(), entry
+        # RFC 3339 in UTC to the microsecond (whole seconds could not order the lines of a second)
+        stamp = datetime.fromisoformat(entry["time"])
+        assert stamp.utcoffset() == timedelta(0) and len(entry["time"].split(".")[1]) == 6 + 6, entry["time"]
     serving_lines = server.logged("serving")
     assert len(serving_lines) == 1, entries
     assert serving_lines[0]["port"] == server.port, serving_lines[0]
@@ -199,7 +204,7 @@ def test_sigterm_exits_zero_within_the_grace_period_with_an_open_watch(stoppable
             seat_service_pb2.WatchSeatEventsRequest(account_id=account.account_id),
             timeout=EXIT_AFTER_SIGTERM_SECONDS + CALL_SECONDS,
         )
-        first = next(stream)
+        first = next(iter(stream))
         assert first.event.sequence == 1, first
 
         stoppable.process.send_signal(signal.SIGTERM)
@@ -239,22 +244,22 @@ def test_calls_after_the_server_stopped_fail_unavailable(stoppable: ServerProces
 def test_sigterm_tells_health_watchers_not_serving(stoppable: ServerProcess) -> None:
     """Load balancers watching health must hear NOT_SERVING (or lose the stream), never just silence."""
     with grpc.insecure_channel(stoppable.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        watch_health = health_watch(channel)
         watches = {
-            name: health.Watch(
+            name: watch_health(
                 health_pb2.HealthCheckRequest(service=name), timeout=EXIT_AFTER_SIGTERM_SECONDS + CALL_SECONDS
             )
             for name in SERVED_NAMES
         }
         for name, watch in watches.items():
-            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING, name
+            assert next(iter(watch)).status == health_pb2.HealthCheckResponse.SERVING, name
 
         stoppable.process.send_signal(signal.SIGTERM)
 
         heard = {}
         for name, watch in watches.items():
             try:
-                heard[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(next(watch).status)
+                heard[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(next(iter(watch)).status)
             except StopIteration:
                 heard[name] = "stream ended"
             except grpc.RpcError as err:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from service.domain.model import EventType
+from service.domain.model import EventType, Tier
 from tests.conftest import Running
 from tests.contract.helpers import PROFESSIONAL, SALES, new_account, pool, purchase, schedule_removal, to_dt
 
@@ -27,7 +27,7 @@ def test_s5_sweep_renews_an_account_nobody_touches(running: Running) -> None:
     assert account is not None
     assert account.term_start == renewal
     stored = running.store.load_pools(tenant.id)
-    sales = next(p for p in stored.values() if p.tier == PROFESSIONAL)
+    sales = next(p for p in stored.values() if p.tier == Tier.PROFESSIONAL)
     assert (sales.purchased, sales.pending_removal) == (1, 0)
     types = [e.type for e in running.store.list_events(tenant.id, 0, 1000)]
     assert types[-2:] == [EventType.SEATS_REMOVED, EventType.TERM_RENEWED]

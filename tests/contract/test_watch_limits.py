@@ -32,14 +32,12 @@ from tests.conftest import BACKENDS, actor, database_url
 from tests.contract.helpers import (
     SALES,
     STARTER,
-    Refusal,
     Tenant,
     batch,
     new_account,
     new_user,
-    refusal_of,
-    refused,
 )
+from tests.toolkit import Refusal, refusal_of, refused
 
 POLL_SECONDS = 0.05
 """How often the servers of these tests look for commits of other replicas."""

@@ -1,5 +1,5 @@
-"""Fixtures of the fault tests: a fresh database per test on SQLite and on PostgreSQL, and
-the `slow` marker (registered here; slow tests still run in a plain `pytest` run)."""
+"""Fixtures of the fault tests: a fresh database per test on SQLite and on PostgreSQL. Their
+`slow` marker is registered in pyproject.toml; slow tests still run in a plain `pytest` run."""
 
 from __future__ import annotations
 
@@ -9,12 +9,6 @@ import pytest
 
 from service.store import open_store
 from tests.conftest import BACKENDS, database_url
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: a fault test that takes seconds (server processes, kills, outages); not deselected by default"
-    )
 
 
 @pytest.fixture(params=BACKENDS)

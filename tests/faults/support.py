@@ -24,6 +24,8 @@ from seats.v1 import (
     user_service_pb2_grpc,
 )
 
+from tests.toolkit import PoolKey
+
 CALL_SECONDS = 20.0
 """Deadline of every call a fault test makes (generous: two servers share two cores under load)."""
 MAX_PAGES = 100
@@ -38,7 +40,6 @@ PROFESSIONAL = resources_pb2.TIER_PROFESSIONAL
 ENTERPRISE = resources_pb2.TIER_ENTERPRISE
 NO_TIER = resources_pb2.TIER_UNSPECIFIED
 
-PoolKey = tuple[int, int]
 Counts = tuple[int, int, int, int]
 """(included, purchased, assigned, pending_removal) of a pool."""
 EventKey = tuple[str, str, int, int, int, int]

@@ -9,13 +9,17 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from google.protobuf.message import Message
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.served import ServerProcess, free_port, launch, wait_until_serving
+from tests.toolkit import PoolKey
 
 from .support import (
     CALL_SECONDS,
@@ -72,7 +76,7 @@ class Load:
         with self.lock:
             return sum(1 for a in self.answers if a.ok)
 
-    def next_call(self, client: Client) -> tuple[str, object, object]:
+    def next_call(self, client: Client) -> tuple[str, Callable[..., Any], Message]:
         with self.lock:
             kind = self.rng.choice(["purchase", "create_user", "assign"])
             user = self.seatless.pop() if kind == "assign" and self.seatless else None
@@ -99,10 +103,10 @@ class Load:
             if self.stop.is_set():
                 return
             op, method, request = self.next_call(client)
-            answer = call(method, request, op=op, metadata=self.owner, timeout=CALL_SECONDS)  # type: ignore[arg-type]
+            answer = call(method, request, op=op, metadata=self.owner, timeout=CALL_SECONDS)
             with self.lock:
                 self.answers.append(answer)
-                if answer.ok and op == "create_user" and not answer.request.seats:
+                if answer.ok and op == "create_user" and not created_seats(answer):
                     self.seatless.append(answer.response.user.user_id)
             if not answer.ok:
                 return
@@ -122,7 +126,19 @@ def resend(client: Client, answer: Answer, owner: tuple[tuple[str, str], ...]) -
     return call(method, answer.request, op=answer.op, metadata=owner)
 
 
-def summary(client: Client, account_id: str) -> dict[tuple[int, int], resources_pb2.SeatPool]:
+def created_seats(answer: Answer) -> list[resources_pb2.SeatRef]:
+    """The seats a CreateUser call asked for."""
+    assert isinstance(answer.request, user_service_pb2.CreateUserRequest), answer.request
+    return list(answer.request.seats)
+
+
+def created_email(answer: Answer) -> str:
+    """The email a CreateUser call gave."""
+    assert isinstance(answer.request, user_service_pb2.CreateUserRequest), answer.request
+    return answer.request.email
+
+
+def summary(client: Client, account_id: str) -> dict[PoolKey, resources_pb2.SeatPool]:
     response = client.seats.GetSeatSummary(
         seat_service_pb2.GetSeatSummaryRequest(account_id=account_id), timeout=CALL_SECONDS
     )
@@ -215,7 +231,7 @@ def test_kill_9_during_writes_loses_no_answered_write_and_half_writes_nothing(db
                 for a in ok:
                     if a.op == "create_user":
                         u = users.get(a.response.user.user_id)
-                        assert u is not None and u.email == a.request.email, (
+                        assert u is not None and u.email == created_email(a), (
                             f"user of an OK CreateUser is missing or changed: {a.response.user.user_id}\n{state}"
                         )
                 created_in_log = {e.user_id for e in log.events if e.type == resources_pb2.SEAT_EVENT_TYPE_USER_CREATED}
@@ -246,7 +262,7 @@ def test_kill_9_during_writes_loses_no_answered_write_and_half_writes_nothing(db
                             f"I5: {a.request_id} ({a.op}) answered OK before the kill, and now differently:\n"
                             f"{a.response}\n{r.response}\n{state}"
                         )
-                    if a.op == "create_user" and not a.request.seats and not a.ok:
+                    if a.op == "create_user" and not created_seats(a) and not a.ok:
                         seatless.append(r.response.user.user_id)
                 after = replay_log(all_events(client, account.account_id))
                 check_final_state(client, account.account_id, after, state)

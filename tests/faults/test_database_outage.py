@@ -13,15 +13,18 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.served import free_port, serving
+from tests.toolkit import cancel
 
 from .support import (
     PROFESSIONAL,
@@ -158,7 +161,16 @@ def own_postgres() -> Iterator[OwnPostgres]:
         pg.cleanup()
 
 
-def mixed_calls(client: Client, account_id: str, user_id: str) -> list:
+MixedCall = tuple[str, Callable[..., Any], Message]
+"""(op, method, request) of one of the burst's calls."""
+
+
+MUTATING_REQUESTS = (
+    seat_service_pb2.PurchaseSeatsRequest, seat_service_pb2.AssignSeatRequest, user_service_pb2.CreateUserRequest
+)
+
+
+def mixed_calls(client: Client, account_id: str, user_id: str) -> list[MixedCall]:
     """One call of each kind, reads and writes: (op, method, request)."""
     return [
         ("summary", client.seats.GetSeatSummary, seat_service_pb2.GetSeatSummaryRequest(account_id=account_id)),
@@ -183,15 +195,17 @@ def burst(client: Client, account_id: str, owner: tuple[tuple[str, str], ...], u
     kinds = mixed_calls(client, account_id, user_id)
     plan = [kinds[i % len(kinds)] for i in range(BURST_CALLS)]
 
-    def run(item: tuple) -> list[Answer]:
+    def run(item: MixedCall) -> list[Answer]:
         op, method, request = item
         if op in ("purchase", "assign", "create_user"):
-            request = type(request)()
-            request.CopyFrom(item[2])
-            request.request_id = new_request_id("outage")
-            if op == "create_user":
-                request.email = unique_email("outage")
-        tried = []
+            fresh = type(request)()
+            fresh.CopyFrom(item[2])
+            assert isinstance(fresh, MUTATING_REQUESTS), fresh
+            fresh.request_id = new_request_id("outage")
+            if isinstance(fresh, user_service_pb2.CreateUserRequest):  # op "create_user"
+                fresh.email = unique_email("outage")
+            request = fresh
+        tried: list[Answer] = []
         for _ in range(attempts):
             tried.append(call(method, request, op=op, metadata=owner, timeout=timeout))
             if tried[-1].ok:
@@ -270,7 +284,7 @@ class Watch:
         self.thread.join(timeout=timeout)
 
     def close(self) -> None:
-        self.stream.cancel()
+        cancel(self.stream)
         self.thread.join(timeout=10)
 
 

@@ -23,6 +23,7 @@ from seats.v1 import resources_pb2, seat_service_pb2, seat_service_pb2_grpc
 from service import admission
 from service.auth import hash_token
 from tests.served import ServerProcess, serving
+from tests.toolkit import raw_stream_unary
 
 SYSTEM_TOKEN = "seats_half-open-system-token"
 HALF_OPEN = 200
@@ -63,7 +64,7 @@ class HalfOpen:
             )
             self.channels.append(channel)
         for i in range(HALF_OPEN):
-            method = self.channels[i % CONNECTIONS].stream_unary(METHOD)
+            method = raw_stream_unary(self.channels[i % CONNECTIONS], METHOD)
             self.calls.append(method.future(nothing(), timeout=120, metadata=self.metadata))
 
     def outcomes(self) -> list[tuple[str, str]]:

@@ -20,11 +20,13 @@ from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 from service.store import open_store
 from tests.conftest import BACKENDS, database_url
 from tests.served import ServerProcess, serving
+from tests.toolkit import cancel
 
 from .support import (
     CALL_SECONDS,
     ENTERPRISE,
     SALES,
+    Answer,
     Client,
     actor,
     all_events,
@@ -181,7 +183,7 @@ class Watches:
         self.outcomes: list[str] = []
         for stream in self.streams:  # the first event proves the handler runs (the log is not empty)
             try:
-                next(stream)
+                next(iter(stream))
                 self.outcomes.append("OK")
             except grpc.RpcError as err:
                 code, reason, _ = describe_error(err)
@@ -189,7 +191,7 @@ class Watches:
 
     def close(self) -> None:
         for stream in self.streams:
-            stream.cancel()
+            cancel(stream)
 
 
 def wait_until_ok(client: Client, account_id: str) -> float:
@@ -278,7 +280,7 @@ def test_a_short_deadline_against_a_busy_server_ends_deadline_exceeded_on_time(t
                      op="summary", timeout=DEADLINE),
                 call(client.seats.PurchaseSeats, purchase, op="purchase", metadata=owner, timeout=DEADLINE),
             ]
-            results: list = []
+            results: list[Answer] = []
             threads = [threading.Thread(target=lambda: results.append(call(
                 client.users.ListUsers, user_service_pb2.ListUsersRequest(account_id=account.account_id),
                 op="list_users", metadata=owner, timeout=DEADLINE))) for _ in range(4)]

@@ -23,6 +23,7 @@ from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 from service.store import open_store
 from tests.conftest import BACKENDS, database_url
 from tests.served import ServerProcess, launch, serving, wait_until_serving
+from tests.toolkit import cancel
 
 from .support import (
     CALL_SECONDS,
@@ -92,6 +93,10 @@ class Planned:
     server: int
     twin: bool
 
+    @property
+    def request_id(self) -> str:
+        return str(getattr(self.request, "request_id", ""))
+
 
 def plan_calls(rng: random.Random, account_id: str, user_ids: list[str]) -> list[Planned]:
     """The raced calls, drawn up front: a mutating call gets a request id of its own."""
@@ -101,7 +106,8 @@ def plan_calls(rng: random.Random, account_id: str, user_ids: list[str]) -> list
         kind = rng.choices(kinds, weights)[0]
         rid = new_request_id("race")
         user = rng.choice(user_ids)
-        service, method, request = "seats", "", None
+        service, method = "seats", ""
+        request: Message
         if kind in ("assign_last_seats", "assign_buying"):
             method, request = "AssignSeat", seat_service_pb2.AssignSeatRequest(
                 account_id=account_id, user_id=user, hub=SALES, tier=PROFESSIONAL,
@@ -173,8 +179,8 @@ class Watcher:
             for message in self._stream:
                 self.events.append(message.event)
         except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
-                self.error = f"{err.code()} {err.details()}"  # type: ignore[attr-defined]
+            if err.code() != grpc.StatusCode.CANCELLED:
+                self.error = f"{err.code()} {err.details()}"
 
     def wait_for(self, last_sequence: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -184,7 +190,7 @@ class Watcher:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        self._stream.cancel()
+        cancel(self._stream)
         self._thread.join(timeout=10)
 
 
@@ -302,7 +308,7 @@ def test_two_servers_on_one_database_keep_every_invariant_under_a_race(db_url: s
             outcomes_by_id: dict[str, set[str]] = {}
             for x in answers:
                 outcomes_by_id.setdefault(x.request_id, set()).add(x.outcome)
-            twin_ok = sum(1 for p in twins if len(outcomes_by_id[p.request.request_id]) == 1)
+            twin_ok = sum(1 for p in twins if len(outcomes_by_id[p.request_id]) == 1)
             figures += f" | twin pairs answered alike {twin_ok}/{len(twins)}"
 
             # I5 again, after the race: every OK request sent once more gets its first answer back, nothing new.
@@ -374,6 +380,7 @@ def test_two_servers_started_at_once_on_a_fresh_database_both_serve(db_url: str,
             server.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_replicas_migrating_one_fresh_database_at_once_all_succeed(
     backend: str, tmp_path_factory: pytest.TempPathFactory

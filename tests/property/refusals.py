@@ -9,11 +9,9 @@ from functools import cache
 
 import grpc
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from tests.conftest import REPO
-
-DOMAIN = "seats.v1"
+from tests.toolkit import DOMAIN, refusal_of
 
 REFUSAL_CODES = frozenset(
     {
@@ -50,12 +48,10 @@ def reason_of(err: grpc.RpcError, *, also: frozenset[grpc.StatusCode] = frozense
     if code in also:
         return code.name
     assert code in REFUSAL_CODES, f"undocumented status: {said}"
-    status = rpc_status.from_call(err)  # raises ValueError when the Status disagrees with the call's code
-    assert status is not None, f"no google.rpc.Status in the trailers: {said}"
-    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
-    assert len(infos) == 1, f"{len(infos)} ErrorInfo details, expected exactly one: {said}"
-    info = error_details_pb2.ErrorInfo()
-    infos[0].Unpack(info)
+    refusal = refusal_of(err)  # raises ValueError when the Status disagrees with the call's code
+    infos = refusal.detail_types.count(error_details_pb2.ErrorInfo.DESCRIPTOR.full_name)
+    assert infos == 1, f"{infos} ErrorInfo details, expected exactly one: {said}"
+    info = refusal.info
     assert info.domain == DOMAIN, f"ErrorInfo domain {info.domain!r}: {said}"
     table = documented_reasons()
     assert info.reason in table, f"reason {info.reason!r} is not in the README's error table: {said}"

@@ -35,6 +35,7 @@ from tests.contract.helpers import (
     pools,
 )
 from tests.property.refusals import reason_of
+from tests.toolkit import raw_unary_stream, raw_unary_unary
 
 SCALE = int(os.environ.get("SEATS_PROPERTY_SCALE", "1"))
 EXAMPLES = 150 * SCALE
@@ -88,6 +89,7 @@ def values(field: FieldDescriptor, real: Real, depth: int) -> SearchStrategy[obj
     if kind == FieldDescriptor.TYPE_BOOL:
         return st.booleans()
     if kind == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None, field.full_name
         return st.one_of(st.sampled_from([v.number for v in field.enum_type.values]), st.integers(-3, 50))
     if kind in INT_RANGES:
         low, high = INT_RANGES[kind]
@@ -95,6 +97,7 @@ def values(field: FieldDescriptor, real: Real, depth: int) -> SearchStrategy[obj
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return st.floats(allow_nan=True, width=32 if kind == FieldDescriptor.TYPE_FLOAT else 64)
     if kind == FieldDescriptor.TYPE_MESSAGE and depth < 3:
+        assert field.message_type is not None, field.full_name
         return messages(field.message_type, real, depth + 1)
     return st.nothing()
 
@@ -167,10 +170,10 @@ def send(
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
         if method.server_streaming:
-            for _ in running.channel.unary_stream(path)(data, timeout=WATCH_DEADLINE, metadata=metadata):
+            for _ in raw_unary_stream(running.channel, path)(data, timeout=WATCH_DEADLINE, metadata=metadata):
                 pass
         else:
-            running.channel.unary_unary(path)(data, timeout=CALL_DEADLINE, metadata=metadata)
+            raw_unary_unary(running.channel, path)(data, timeout=CALL_DEADLINE, metadata=metadata)
     except grpc.RpcError as err:
         return err
     return None
