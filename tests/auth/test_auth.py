@@ -26,7 +26,7 @@ from service.server import create_server
 from service.store import open_store
 from tests.auth.certs import Certificates, make_certificates
 from tests.served import COMMAND_SECONDS, REPO, free_port
-from tests.toolkit import health_check, reflection_info
+from tests.toolkit import code_and_reason, health_check, reflection_info
 
 SYSTEM_TOKEN = "seats_system-token-for-tests"
 ACTOR_TOKEN = "seats_actor-token-for-tests"
@@ -68,12 +68,6 @@ def serving(config: Config, tmp_path: Path) -> Iterator[int]:
     finally:
         server.stop(None).wait()
         store.close()
-
-
-def code_and_reason(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(errors.SeatsError) as refused:
-        call()  # type: ignore[operator]
-    return refused.value.code, refused.value.reason
 
 
 @pytest.fixture(scope="module")

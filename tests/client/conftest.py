@@ -14,16 +14,13 @@ from seats.requests import HubLike, TierLike
 from seats.v1 import resources_pb2
 
 from tests.conftest import Running
+from tests.toolkit import unique_email
 
 FAST_RETRY = RetryPolicy(max_attempts=5, initial_backoff=0.01, max_backoff=0.05)
 """Retries with a backoff short enough for a test."""
 
 CALL_TIMEOUT = 10.0
 """Each attempt's deadline: no call of a test blocks longer."""
-
-
-def unique_email(prefix: str = "user") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 class Permissions(TypedDict, total=False):

@@ -14,7 +14,7 @@ import pytest
 from seats import AsyncSeatsClient, errors
 from seats.v1 import resources_pb2
 
-from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, unique_email
+from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY
 from tests.client.helpers import (
     ACCOUNT_CREATED,
     ASSIGNED,
@@ -35,7 +35,7 @@ from tests.client.helpers import (
     pool,
 )
 from tests.conftest import Running
-from tests.toolkit import AsyncUnaryUnaryInterceptor
+from tests.toolkit import AsyncUnaryUnaryInterceptor, unique_email
 
 T = TypeVar("T")
 

@@ -26,11 +26,12 @@ from google.type.money_pb2 import Money
 from seats import ACTOR_HEADER, ONE_TRY, AsyncSeatsClient, RetryPolicy, SeatsClient, UnknownName, errors, views
 from seats.v1 import resources_pb2, seat_service_pb2, seat_service_pb2_grpc
 
-from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant, unique_email
+from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant
 from tests.client.helpers import PROFESSIONAL, SALES, cents, pool, to_dt
 from tests.conftest import Running
 from tests.contract.test_readme import block
 from tests.served import COMMAND_SECONDS
+from tests.toolkit import unique_email
 
 T = TypeVar("T")
 

@@ -6,38 +6,17 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
-from seats import SeatsClient, SeatsError, errors
+from seats import SeatsClient, errors
 
-from tests.client.conftest import Permissions, Tenant, new_tenant, unique_email
+from tests.client.conftest import Permissions, Tenant, new_tenant
 from tests.property.refusals import documented_reasons
-
-E = TypeVar("E", bound=SeatsError)
+from tests.toolkit import client_refused, unique_email
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-
-
-def refused(cls: type[E], call: Callable[[], Any]) -> E:
-    """The error `call` raises; fails unless it is exactly `cls`, with every part of the status filled."""
-    with pytest.raises(SeatsError) as caught:
-        call()
-    error = caught.value
-    assert type(error) is cls, f"expected {cls.__name__}, got {error!r}"
-    assert cls.status_code is not None and cls.error_reason is not None
-    code_class = errors.BY_CODE[cls.status_code]
-    assert isinstance(error, code_class) and isinstance(error, SeatsError) and isinstance(error, Exception)
-    assert code_class is not cls and issubclass(cls, code_class)
-    assert error.code == cls.status_code
-    assert error.reason == cls.error_reason
-    assert error.message
-    assert str(error) == f"{cls.error_reason}: {error.message}"
-    assert error.__cause__ is None and error.__suppress_context__
-    assert isinstance(error.metadata, dict)
-    assert all(isinstance(k, str) and isinstance(v, str) for k, v in error.metadata.items())
-    return error
 
 
 def full_pool(tenant: Tenant) -> None:
@@ -53,7 +32,7 @@ def test_no_seat_available_when_every_seat_is_taken(tenant: Tenant) -> None:
     full_pool(tenant)
     dee = tenant.user()
 
-    error = refused(
+    error = client_refused(
         errors.NoSeatAvailable, lambda: tenant.owner.assign_seat(tenant.id, dee.user_id, "sales", "professional")
     )
 
@@ -66,7 +45,7 @@ def test_no_seat_available_when_every_seat_is_taken(tenant: Tenant) -> None:
 def test_seats_assigned_when_a_removal_would_take_assigned_seats(tenant: Tenant) -> None:
     full_pool(tenant)
 
-    error = refused(
+    error = client_refused(
         errors.SeatsAssigned, lambda: tenant.owner.schedule_seat_removal(tenant.id, "sales", "professional", 1)
     )
 
@@ -78,7 +57,7 @@ def test_seats_assigned_when_a_removal_would_take_assigned_seats(tenant: Tenant)
 def test_user_holds_seats_when_deleting_a_user_with_a_seat(tenant: Tenant) -> None:
     ann = tenant.user(seats=(("sales", "professional"),))
 
-    error = refused(errors.UserHoldsSeats, lambda: tenant.owner.delete_user(tenant.id, ann.user_id))
+    error = client_refused(errors.UserHoldsSeats, lambda: tenant.owner.delete_user(tenant.id, ann.user_id))
 
     assert isinstance(error, errors.FailedPrecondition)
     assert error.metadata == {"hubs": "SALES"}
@@ -87,14 +66,16 @@ def test_user_holds_seats_when_deleting_a_user_with_a_seat(tenant: Tenant) -> No
 
 
 def test_not_subscribed_for_a_hub_and_tier_the_account_lacks(tenant: Tenant) -> None:
-    error = refused(errors.NotSubscribed, lambda: tenant.owner.purchase_seats(tenant.id, "service", "starter", 1))
+    error = client_refused(
+        errors.NotSubscribed, lambda: tenant.owner.purchase_seats(tenant.id, "service", "starter", 1)
+    )
 
     assert isinstance(error, errors.FailedPrecondition)
     assert error.metadata == {"hub": "SERVICE", "tier": "STARTER"}
 
 
 def test_not_pending_removal_when_cancelling_more_than_is_pending(tenant: Tenant) -> None:
-    error = refused(
+    error = client_refused(
         errors.NotPendingRemoval, lambda: tenant.owner.cancel_seat_removal(tenant.id, "sales", "professional", 1)
     )
 
@@ -105,14 +86,16 @@ def test_not_pending_removal_when_cancelling_more_than_is_pending(tenant: Tenant
 def test_seat_not_assigned_when_unassigning_a_hub_the_user_has_no_seat_of(tenant: Tenant) -> None:
     ann = tenant.user()
 
-    error = refused(errors.SeatNotAssigned, lambda: tenant.owner.unassign_seat(tenant.id, ann.user_id, "sales"))
+    error = client_refused(errors.SeatNotAssigned, lambda: tenant.owner.unassign_seat(tenant.id, ann.user_id, "sales"))
 
     assert isinstance(error, errors.FailedPrecondition)
     assert error.metadata == {"hub": "SALES", "user_id": ann.user_id}
 
 
 def test_not_an_upgrade_for_a_tier_below_the_hubs_tier(tenant: Tenant) -> None:
-    error = refused(errors.NotAnUpgrade, lambda: tenant.owner.upgrade_subscription(tenant.id, "sales", "starter"))
+    error = client_refused(
+        errors.NotAnUpgrade, lambda: tenant.owner.upgrade_subscription(tenant.id, "sales", "starter")
+    )
 
     assert isinstance(error, errors.FailedPrecondition)
     assert error.metadata == {"current_tier": "PROFESSIONAL"}
@@ -121,14 +104,16 @@ def test_not_an_upgrade_for_a_tier_below_the_hubs_tier(tenant: Tenant) -> None:
 def test_tier_not_purchasable_for_free_seats(system: SeatsClient) -> None:
     tenant = new_tenant(system, ("service", "free", 0))
 
-    error = refused(errors.TierNotPurchasable, lambda: tenant.owner.purchase_seats(tenant.id, "service", "free", 1))
+    error = client_refused(
+        errors.TierNotPurchasable, lambda: tenant.owner.purchase_seats(tenant.id, "service", "free", 1)
+    )
 
     assert isinstance(error, errors.FailedPrecondition)
     assert error.metadata == {"hub": "SERVICE", "tier": "FREE"}
 
 
 def test_owner_not_deletable(tenant: Tenant) -> None:
-    error = refused(errors.OwnerNotDeletable, lambda: tenant.owner.delete_user(tenant.id, tenant.owner_id))
+    error = client_refused(errors.OwnerNotDeletable, lambda: tenant.owner.delete_user(tenant.id, tenant.owner_id))
 
     assert isinstance(error, errors.FailedPrecondition)
     assert [v.subject for v in error.precondition_violations] == [tenant.owner_id]
@@ -136,7 +121,7 @@ def test_owner_not_deletable(tenant: Tenant) -> None:
 
 
 def test_owner_stays_super_admin(tenant: Tenant) -> None:
-    error = refused(
+    error = client_refused(
         errors.OwnerStaysSuperAdmin, lambda: tenant.owner.update_user(tenant.id, tenant.owner_id, super_admin=False)
     )
 
@@ -151,7 +136,7 @@ def test_seat_limit_when_a_pool_would_pass_a_million_seats(system: SeatsClient) 
     at_limit = tenant.owner.purchase_seats(tenant.id, "sales", "starter", 9_999).pool
     assert at_limit.included + at_limit.purchased == 1_000_000
 
-    error = refused(errors.SeatLimit, lambda: tenant.owner.purchase_seats(tenant.id, "sales", "starter", 1))
+    error = client_refused(errors.SeatLimit, lambda: tenant.owner.purchase_seats(tenant.id, "sales", "starter", 1))
 
     assert isinstance(error, errors.FailedPrecondition)
     assert error.metadata == {"limit": "1000000"}
@@ -188,7 +173,7 @@ def test_permission_missing_names_the_permission(
         "grant_super_admin": lambda: actor.update_user(tenant.id, bob.user_id, super_admin=True),
     }
 
-    error = refused(errors.PermissionMissing, calls[action])
+    error = client_refused(errors.PermissionMissing, calls[action])
 
     assert isinstance(error, errors.PermissionDenied)
     assert error.code == grpc.StatusCode.PERMISSION_DENIED
@@ -199,19 +184,19 @@ def test_permission_missing_names_the_permission(
 def test_actor_not_in_account_for_a_user_of_another_account(system: SeatsClient, tenant: Tenant) -> None:
     stranger = new_tenant(system)
 
-    error = refused(errors.ActorNotInAccount, lambda: stranger.owner.get_seat_summary(tenant.id))
+    error = client_refused(errors.ActorNotInAccount, lambda: stranger.owner.get_seat_summary(tenant.id))
 
     assert isinstance(error, errors.PermissionDenied)
     assert error.metadata == {"actor": stranger.owner_id}
 
 
 def test_actor_not_in_account_comes_before_account_not_found(tenant: Tenant) -> None:
-    error = refused(errors.ActorNotInAccount, lambda: tenant.owner.get_account("acc_does_not_exist"))
+    error = client_refused(errors.ActorNotInAccount, lambda: tenant.owner.get_account("acc_does_not_exist"))
     assert error.metadata == {"actor": tenant.owner_id}
 
 
 def test_system_call_only_for_create_account_with_an_actor(tenant: Tenant) -> None:
-    error = refused(
+    error = client_refused(
         errors.SystemCallOnly,
         lambda: tenant.owner.create_account("Nope", unique_email("owner"), [("sales", "starter", 0)]),
     )
@@ -224,7 +209,7 @@ def test_system_call_only_for_create_account_with_an_actor(tenant: Tenant) -> No
 
 
 def test_account_not_found_on_a_system_call(system: SeatsClient) -> None:
-    error = refused(errors.AccountNotFound, lambda: system.get_seat_summary("acc_does_not_exist"))
+    error = client_refused(errors.AccountNotFound, lambda: system.get_seat_summary("acc_does_not_exist"))
 
     assert isinstance(error, errors.NotFound)
     assert error.metadata == {"account_id": "acc_does_not_exist"}
@@ -233,7 +218,7 @@ def test_account_not_found_on_a_system_call(system: SeatsClient) -> None:
 def test_user_not_found_in_the_account(system: SeatsClient, tenant: Tenant) -> None:
     outsider = new_tenant(system).owner_id
 
-    error = refused(errors.UserNotFound, lambda: tenant.owner.get_user(tenant.id, outsider))
+    error = client_refused(errors.UserNotFound, lambda: tenant.owner.get_user(tenant.id, outsider))
 
     assert isinstance(error, errors.NotFound)
     assert error.metadata == {"user_id": outsider}
@@ -243,7 +228,7 @@ def test_email_taken_case_insensitively(tenant: Tenant) -> None:
     ann = tenant.user()
     shouted = ann.email.upper()
 
-    error = refused(errors.EmailTaken, lambda: tenant.owner.create_user(tenant.id, shouted))
+    error = client_refused(errors.EmailTaken, lambda: tenant.owner.create_user(tenant.id, shouted))
 
     assert isinstance(error, errors.AlreadyExists)
     assert error.code == grpc.StatusCode.ALREADY_EXISTS
@@ -254,7 +239,7 @@ def test_etag_mismatch_for_a_stale_etag(tenant: Tenant) -> None:
     ann = tenant.user()
     tenant.owner.update_user(tenant.id, ann.user_id, display_name="Ann")
 
-    error = refused(
+    error = client_refused(
         errors.EtagMismatch, lambda: tenant.owner.update_user(tenant.id, ann.user_id, display_name="B", etag=ann.etag)
     )
 
@@ -269,7 +254,7 @@ def test_etag_mismatch_for_a_stale_etag(tenant: Tenant) -> None:
 def test_request_id_reused_for_another_request(tenant: Tenant) -> None:
     tenant.owner.purchase_seats(tenant.id, "sales", "professional", 1, request_id="client-test-reuse")
 
-    error = refused(
+    error = client_refused(
         errors.RequestIdReused,
         lambda: tenant.owner.purchase_seats(tenant.id, "sales", "professional", 2, request_id="client-test-reuse"),
     )
@@ -295,7 +280,7 @@ def test_request_id_reused_for_another_request(tenant: Tenant) -> None:
     ],
 )
 def test_invalid_field_names_the_field(tenant: Tenant, field: str, call: Callable[[Tenant], Any]) -> None:
-    error = refused(errors.InvalidField, lambda: call(tenant))
+    error = client_refused(errors.InvalidField, lambda: call(tenant))
 
     assert isinstance(error, errors.InvalidArgument)
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -315,7 +300,9 @@ def test_every_reason_of_the_readme_has_its_class() -> None:
 
 def test_a_refusal_survives_pickling_with_its_details(tenant: Tenant) -> None:
     # Errors cross process boundaries (a process pool, a task queue) intact.
-    error = refused(errors.InvalidField, lambda: tenant.owner.purchase_seats(tenant.id, "sales", "professional", 0))
+    error = client_refused(
+        errors.InvalidField, lambda: tenant.owner.purchase_seats(tenant.id, "sales", "professional", 0)
+    )
 
     copy = pickle.loads(pickle.dumps(error))
 

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf.message import Message
 from seats import AsyncSeatsClient, RetryPolicy, SeatsClient, errors
 
-from tests.client.conftest import FAST_RETRY, Tenant, unique_email
+from tests.client.conftest import FAST_RETRY, Tenant
 from tests.client.helpers import (
     PROFESSIONAL,
     SALES,
@@ -26,7 +26,7 @@ from tests.client.helpers import (
 )
 from tests.conftest import Running
 from tests.served import free_port
-from tests.toolkit import AsyncUnaryUnaryInterceptor, UnaryUnaryInterceptor
+from tests.toolkit import AsyncUnaryUnaryInterceptor, UnaryUnaryInterceptor, unique_email
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -13,7 +13,7 @@ import pytest
 from seats import ACTOR_HEADER, RetryPolicy, SeatsClient, errors, requests
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
-from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant, new_tenant, unique_email
+from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant, new_tenant
 from tests.client.helpers import (
     ACCOUNT_CREATED,
     ASSIGNED,
@@ -47,7 +47,7 @@ from tests.client.helpers import (
     pool,
     to_dt,
 )
-from tests.toolkit import UnaryUnaryInterceptor
+from tests.toolkit import UnaryUnaryInterceptor, unique_email
 
 
 def last_sequence(tenant: Tenant) -> int:

@@ -20,8 +20,8 @@ import pytest
 from seats import AsyncSeatsClient, RetryPolicy, SeatsClient, errors
 from seats.v1 import resources_pb2, seat_service_pb2
 
-from tests.client.conftest import unique_email
 from tests.served import ServerProcess, free_port, serving
+from tests.toolkit import unique_email
 
 WATCH_RETRY = RetryPolicy(max_attempts=5, initial_backoff=0.05, max_backoff=0.2)
 """Quick reconnects for the watcher and the writers."""

@@ -49,9 +49,8 @@ from tests.contract.helpers import (
     new_account,
     new_user,
     pool,
-    unique_email,
 )
-from tests.toolkit import refused
+from tests.toolkit import refused, unique_email
 
 s = seat_service_pb2
 u = user_service_pb2

@@ -19,10 +19,9 @@ from tests.contract.helpers import (
     Tenant,
     new_account,
     new_user,
-    unique_email,
     user,
 )
-from tests.toolkit import Hub, Refusal, Tier, refusal_of, refused
+from tests.toolkit import Hub, Refusal, Tier, refusal_of, refused, unique_email
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 NO_HUB = resources_pb2.HUB_UNSPECIFIED

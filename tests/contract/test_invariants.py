@@ -31,7 +31,6 @@ from tests.contract.helpers import (
     cancel_removal,
     cents,
     check_event_log,
-    check_pool_invariants,
     create_user,
     event_types,
     events,
@@ -50,10 +49,9 @@ from tests.contract.helpers import (
     summary,
     to_dt,
     unassign,
-    unique_email,
     user,
 )
-from tests.toolkit import refusal_of, refused
+from tests.toolkit import check_pool_invariants, refusal_of, refused, unique_email
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

@@ -48,6 +48,7 @@ from tests.contract.helpers import (
 )
 from tests.contract.test_readme import block
 from tests.served import COMMAND_SECONDS, free_port, grpcurl_executable
+from tests.toolkit import refused
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
@@ -148,11 +149,10 @@ def fill(s: Served) -> tuple[Tenant, str]:
     return tenant, new_user(s.users, tenant).user_id
 
 
-def refused_assignment(s: Served, tenant: Tenant, user_id: str, request_id: str = "") -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as refused:
+def refused_assignment(s: Served, tenant: Tenant, user_id: str, request_id: str = "") -> None:
+    """Assigns a Sales Starter seat that `fill` left none of: refused as NO_SEAT_AVAILABLE."""
+    with refused(grpc.StatusCode.FAILED_PRECONDITION, "NO_SEAT_AVAILABLE"):
         assign(s.seats, tenant, user_id, SALES, STARTER, request_id=request_id)
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    return refused.value
 
 
 # ---- the call log ---------------------------------------------------------------------------------

@@ -21,11 +21,10 @@ from tests.contract.helpers import (
     last_sequence,
     new_account,
     new_user,
-    unique_email,
     user,
 )
 from tests.property.refusals import documented_reasons
-from tests.toolkit import refused
+from tests.toolkit import refused, unique_email
 
 Seats = seat_service_pb2_grpc.SeatServiceStub
 Users = user_service_pb2_grpc.UserServiceStub

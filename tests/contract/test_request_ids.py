@@ -34,9 +34,8 @@ from tests.contract.helpers import (
     pool,
     purchase,
     seat_refs,
-    unique_email,
 )
-from tests.toolkit import Refusal, refused
+from tests.toolkit import Refusal, refused, unique_email
 
 ABORTED = grpc.StatusCode.ABORTED
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT

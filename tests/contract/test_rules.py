@@ -54,10 +54,9 @@ from tests.contract.helpers import (
     summary,
     to_dt,
     unassign,
-    unique_email,
     user,
 )
-from tests.toolkit import Hub, Tier, refused
+from tests.toolkit import Hub, Tier, refused, unique_email
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED

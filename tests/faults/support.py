@@ -1,6 +1,7 @@
 """What the fault tests share: calls with deadlines whose answers are kept as data, the events
-each answer says it made, and the checks of I1, I2, I3, I4 and I5 over the event log, the pools
-and the assignments, read back from a server after the fault."""
+each answer says it made, and the checks of a server's state after the fault: the pools, the
+assignments and the answers against the event log (I1..I5, on the invariant checks of
+tests.toolkit)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from seats.v1 import (
     resources_pb2,
     seat_service_pb2,
@@ -24,7 +23,17 @@ from seats.v1 import (
     user_service_pb2_grpc,
 )
 
-from tests.toolkit import PoolKey
+from tests.toolkit import (
+    EventKey,
+    Log,
+    PoolKey,
+    check_log_leaves_pools,
+    check_pool_invariants,
+    counts,
+    describe,
+    event_type,
+    pool_name,
+)
 
 CALL_SECONDS = 20.0
 """Deadline of every call a fault test makes (generous: two servers share two cores under load)."""
@@ -40,11 +49,6 @@ PROFESSIONAL = resources_pb2.TIER_PROFESSIONAL
 ENTERPRISE = resources_pb2.TIER_ENTERPRISE
 NO_TIER = resources_pb2.TIER_UNSPECIFIED
 
-Counts = tuple[int, int, int, int]
-"""(included, purchased, assigned, pending_removal) of a pool."""
-EventKey = tuple[str, str, int, int, int, int]
-"""(type, user_id, hub, tier, previous_tier, quantity) of an event: what a call's answer predicts."""
-
 Metadata = tuple[tuple[str, str], ...]
 
 
@@ -54,18 +58,6 @@ def actor(user_id: str) -> Metadata:
 
 def new_request_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-def unique_email(prefix: str = "user") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@faults.test"
-
-
-def pool_name(key: PoolKey) -> str:
-    return f"{resources_pb2.Hub.Name(key[0])}/{resources_pb2.Tier.Name(key[1])}"
-
-
-def event_type(event: resources_pb2.SeatEvent) -> str:
-    return resources_pb2.SeatEventType.Name(event.type).removeprefix("SEAT_EVENT_TYPE_")
 
 
 # ---- channels --------------------------------------------------------------------------------
@@ -132,27 +124,6 @@ class Answer:
         return text
 
 
-def describe_error(err: grpc.RpcError) -> tuple[str, str, str]:
-    """(status code name, ErrorInfo reason of domain seats.v1 or "", message) of a failed call."""
-    if not isinstance(err, grpc.Call):
-        return "UNKNOWN", "", str(err)
-    code = err.code()
-    message = err.details() or ""
-    reason = ""
-    try:
-        status = rpc_status.from_call(err)
-    except ValueError as exc:  # details that disagree with the code: keep what we can
-        return code.name, "", f"{message} (bad status details: {exc})"
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                if info.domain == "seats.v1":
-                    reason = info.reason
-    return code.name, reason, message
-
-
 def call(
     method: Callable[..., Any],
     request: Message,
@@ -167,7 +138,7 @@ def call(
     try:
         response = method(request, timeout=timeout, metadata=metadata)
     except grpc.RpcError as err:
-        code, reason, message = describe_error(err)
+        code, reason, message = describe(err)
         return Answer(op, server, request, None, code, reason, message, started, time.monotonic() - started)
     return Answer(op, server, request, response, started=started, seconds=time.monotonic() - started)
 
@@ -189,7 +160,7 @@ def call_at_once(
         try:
             response = future.result(timeout=timeout + 5)
         except grpc.RpcError as err:
-            code, reason, message = describe_error(err)
+            code, reason, message = describe(err)
             elapsed = time.monotonic() - started
             answers.append(Answer(op, server, request, None, code, reason, message, started, elapsed))
         else:
@@ -270,14 +241,6 @@ def answered_pools(answer: Answer) -> list[resources_pb2.SeatPool]:
     return [pool] if pool is not None else []
 
 
-def counts(pool: resources_pb2.SeatPool | resources_pb2.PoolCounts) -> Counts:
-    return (pool.included, pool.purchased, pool.assigned, pool.pending_removal)
-
-
-def event_key(event: resources_pb2.SeatEvent) -> EventKey:
-    return (event_type(event), event.user_id, event.hub, event.tier, event.previous_tier, event.quantity)
-
-
 # ---- reading the state back ---------------------------------------------------------------------
 
 
@@ -329,101 +292,6 @@ def summary_pools(client: Client, account_id: str) -> dict[PoolKey, resources_pb
     return {(p.hub, p.tier): p for p in response.pools}
 
 
-def pool_problem(pool: resources_pb2.SeatPool) -> str | None:
-    """What is wrong with a pool's counts under I1, I2 and the definition of available, if anything."""
-    c = f"{pool_name((pool.hub, pool.tier))} included={pool.included} purchased={pool.purchased} " \
-        f"assigned={pool.assigned} pending_removal={pool.pending_removal} available={pool.available}"
-    if not 0 <= pool.assigned <= pool.included + pool.purchased:
-        return f"I1 broken: {c}"
-    if not 0 <= pool.pending_removal <= pool.purchased - max(0, pool.assigned - pool.included):
-        return f"I2 broken: {c}"
-    if pool.available != pool.included + pool.purchased - pool.assigned - pool.pending_removal:
-        return f"available is not included + purchased - assigned - pending_removal: {c}"
-    return None
-
-
-# How each pool event moves (purchased, assigned, pending_removal) per unit of its quantity.
-PER_QUANTITY = {
-    "SEATS_PURCHASED": (1, 0, 0),
-    "SEAT_REMOVAL_SCHEDULED": (0, 0, 1),
-    "SEAT_REMOVAL_CANCELLED": (0, 0, -1),
-    "SEATS_REMOVED": (-1, 0, -1),
-}
-
-
-@dataclass
-class Log:
-    """An account's event log, checked and replayed: the pool counts after every event, the pools
-    and the seat holders at the end, and the events of each request id."""
-
-    events: list[resources_pb2.SeatEvent]
-    after: dict[int, dict[PoolKey, Counts]] = field(default_factory=dict)
-    pools: dict[PoolKey, Counts] = field(default_factory=dict)
-    holders: dict[tuple[str, int], int] = field(default_factory=dict)
-    by_request: dict[str, list[resources_pb2.SeatEvent]] = field(default_factory=dict)
-
-    @property
-    def last(self) -> int:
-        return self.events[-1].sequence if self.events else 0
-
-    def events_of(self, request_id: str) -> Counter[EventKey]:
-        return Counter(event_key(e) for e in self.by_request.get(request_id, []))
-
-
-def replay_log(events: list[resources_pb2.SeatEvent]) -> Log:
-    """I4 over a whole log: sequences are exactly 1..n; every pool event starts from where the last
-    event of its pool left the pool and moves it the way its type says; the seat events of each
-    user and hub follow each other (I3: one seat per hub, a move leaves the old tier first)."""
-    log = Log(events)
-    sequences = [e.sequence for e in events]
-    assert sequences == list(range(1, len(events) + 1)), (
-        f"I4: event sequences are not exactly 1..{len(events)}: "
-        f"missing {sorted(set(range(1, len(events) + 1)) - set(sequences))[:20]}, "
-        f"repeated {sorted(s for s, n in Counter(sequences).items() if n > 1)[:20]}"
-    )
-    state: dict[PoolKey, Counts] = {}
-    for e in events:
-        kind = event_type(e)
-        where = f"event {e.sequence} {kind} request_id={e.request_id!r} user={e.user_id!r}"
-        if e.request_id:
-            log.by_request.setdefault(e.request_id, []).append(e)
-        if e.hub:
-            key = (e.hub, e.tier)
-            before, after = counts(e.before), counts(e.after)
-            assert before == state.get(key, (0, 0, 0, 0)), (
-                f"I4: {where} on {pool_name(key)} starts from {before}, but the pool was {state.get(key)}"
-            )
-            moved = (after[1] - before[1], after[2] - before[2], after[3] - before[3])
-            if kind in PER_QUANTITY:
-                assert e.quantity > 0 and moved == tuple(d * e.quantity for d in PER_QUANTITY[kind]), (
-                    f"I4: {where} quantity {e.quantity} moved (purchased, assigned, pending) by {moved}"
-                )
-            elif kind == "SEAT_ASSIGNED":
-                assert moved in ((0, 1, 0), (0, 1, -1)), f"I4: {where} moved the pool by {moved}"
-            elif kind == "SEAT_UNASSIGNED":
-                assert moved == (0, -1, 0), f"I4: {where} moved the pool by {moved}"
-            if kind in PER_QUANTITY or kind in ("SEAT_ASSIGNED", "SEAT_UNASSIGNED"):
-                assert after[0] == before[0], f"I4: {where} changed the included seats"
-            state[key] = after
-            if kind == "POOL_CLOSED":
-                del state[key]
-            if kind == "SEAT_ASSIGNED":
-                held = log.holders.get((e.user_id, e.hub))
-                assert held is None, f"I3: {where} gives {pool_name(key)} to a user who still holds tier {held}"
-                log.holders[(e.user_id, e.hub)] = e.tier
-            elif kind == "SEAT_UNASSIGNED":
-                held = log.holders.pop((e.user_id, e.hub), None)
-                assert held == e.tier, f"I3: {where} takes {pool_name(key)} from a user who held tier {held}"
-        log.after[e.sequence] = dict(state)
-    log.pools = state
-    for request_id, found in log.by_request.items():
-        seqs = [e.sequence for e in found]
-        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (
-            f"I4: the events of request {request_id!r} are not one block of the log (one transaction): {seqs}"
-        )
-    return log
-
-
 def check_final_state(
     client: Client, account_id: str, log: Log, figures: str = ""
 ) -> dict[PoolKey, resources_pb2.SeatPool]:
@@ -431,10 +299,8 @@ def check_final_state(
     log leaves, one per user and hub, as many per pool as the pool says) and the users' seats."""
     pools = summary_pools(client, account_id)
     for p in pools.values():
-        problem = pool_problem(p)
-        assert problem is None, f"{problem}\n{figures}"
-    shown = {key: counts(p) for key, p in pools.items()}
-    assert shown == log.pools, f"the pools are not where the event log leaves them: {shown} != {log.pools}\n{figures}"
+        check_pool_invariants(p, figures)
+    check_log_leaves_pools(log, pools, figures)
     for key, p in pools.items():
         seat_events = Counter(event_type(e) for e in log.events if (e.hub, e.tier) == key)
         assert seat_events["SEAT_ASSIGNED"] - seat_events["SEAT_UNASSIGNED"] == p.assigned, (

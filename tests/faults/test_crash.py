@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.served import ServerProcess, free_port, launch, wait_until_serving
-from tests.toolkit import PoolKey
+from tests.toolkit import PoolKey, pool_name, replay_log, unique_email
 
 from .support import (
     CALL_SECONDS,
@@ -38,11 +38,8 @@ from .support import (
     connected,
     expected_events,
     new_request_id,
-    pool_name,
     raw_store_text,
-    replay_log,
     tally,
-    unique_email,
 )
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.served import free_port, serving
-from tests.toolkit import cancel
+from tests.toolkit import cancel, describe, replay_log, unique_email
 
 from .support import (
     PROFESSIONAL,
@@ -37,11 +37,8 @@ from .support import (
     check_answers_against_log,
     check_final_state,
     connected,
-    describe_error,
     new_request_id,
-    replay_log,
     tally,
-    unique_email,
 )
 
 pytestmark = pytest.mark.slow
@@ -277,7 +274,7 @@ class Watch:
                 self.events += 1
             self.ended = ("OK", "", "the stream ended without a status")
         except grpc.RpcError as err:
-            self.ended = describe_error(err)
+            self.ended = describe(err)
         self.ended_at = time.monotonic()
 
     def wait_end(self, timeout: float) -> None:

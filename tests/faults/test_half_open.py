@@ -16,14 +16,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from seats.v1 import resources_pb2, seat_service_pb2, seat_service_pb2_grpc
 
 from service import admission
 from service.auth import hash_token
 from tests.served import ServerProcess, serving
-from tests.toolkit import raw_stream_unary
+from tests.toolkit import describe, raw_stream_unary
 
 SYSTEM_TOKEN = "seats_half-open-system-token"
 HALF_OPEN = 200
@@ -31,15 +29,6 @@ VICTIM_CALLS = 20
 VICTIM_DEADLINE = 0.2  # seconds, each call
 CONNECTIONS = 4  # the half-open calls are spread over connections of their own
 METHOD = "/seats.v1.SeatService/GetSeatSummary"
-
-
-def reason_of(error: grpc.RpcError) -> str:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    for detail in status.details if status else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
 
 
 @dataclass
@@ -74,7 +63,8 @@ class HalfOpen:
             if future.done():
                 error = future.exception()
                 assert isinstance(error, grpc.RpcError), f"a call without a request answered: {future.result()!r}"
-                ended.append((error.code().name, reason_of(error)))
+                code, reason, _ = describe(error)
+                ended.append((code, reason))
         return ended
 
     def wait_ended(self, seconds: float) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 from service.store import open_store
 from tests.conftest import BACKENDS, database_url
 from tests.served import ServerProcess, launch, serving, wait_until_serving
-from tests.toolkit import cancel
+from tests.toolkit import cancel, pool_name, pool_problem, replay_log, unique_email
 
 from .support import (
     CALL_SECONDS,
@@ -42,12 +42,8 @@ from .support import (
     check_final_state,
     connected,
     new_request_id,
-    pool_name,
-    pool_problem,
     raw_store_text,
-    replay_log,
     tally,
-    unique_email,
 )
 
 SEED = int(os.environ.get("SEATS_FAULTS_SEED", "20260101"))

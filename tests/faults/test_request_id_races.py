@@ -14,6 +14,7 @@ from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from service.store import open_store
 from tests.served import serving
+from tests.toolkit import replay_log, unique_email
 
 from .support import (
     SALES,
@@ -31,8 +32,6 @@ from .support import (
     check_final_state,
     connected,
     new_request_id,
-    replay_log,
-    unique_email,
 )
 
 ROUNDS = 8

@@ -20,8 +20,9 @@ from seats.v1 import resources_pb2
 
 from tests.client.test_seat_cache import SteppedClock
 from tests.served import ServerProcess, free_port, launch, wait_until_serving
+from tests.toolkit import unique_email
 
-from .support import CALL_SECONDS, unique_email
+from .support import CALL_SECONDS
 
 pytestmark = pytest.mark.slow
 

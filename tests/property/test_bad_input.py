@@ -35,14 +35,13 @@ from tests.contract.helpers import (
     STARTER,
     Tenant,
     check_event_log,
-    check_pool_invariants,
     new_account,
     new_user,
     pools,
     purchase,
-    unique_email,
 )
 from tests.property.refusals import reason_of
+from tests.toolkit import check_pool_invariants, unique_email
 
 s = seat_service_pb2
 u = user_service_pb2

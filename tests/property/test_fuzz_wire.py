@@ -29,13 +29,12 @@ from tests.contract.helpers import (
     STARTER,
     Tenant,
     check_event_log,
-    check_pool_invariants,
     new_account,
     new_user,
     pools,
 )
 from tests.property.refusals import reason_of
-from tests.toolkit import raw_unary_stream, raw_unary_unary
+from tests.toolkit import check_pool_invariants, raw_unary_stream, raw_unary_unary
 
 SCALE = int(os.environ.get("SEATS_PROPERTY_SCALE", "1"))
 EXAMPLES = 150 * SCALE

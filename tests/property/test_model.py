@@ -39,8 +39,9 @@ from hypothesis.stateful import (
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.conftest import Running, actor
-from tests.contract.helpers import Tenant, check_event_log, check_pool_invariants
+from tests.contract.helpers import Tenant, check_event_log
 from tests.property.refusals import reason_of
+from tests.toolkit import check_pool_invariants
 
 r = resources_pb2
 s = seat_service_pb2
