@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -54,21 +56,21 @@ class Running:
     store: Store
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One server per database kind for the whole session; tests make their own accounts."""
-    url = database_url(request.param, tmp_path_factory)
+@contextmanager
+def served(backend: str, url: str, **settings: Any) -> Iterator[Running]:
+    """A server on a fresh database at url, with Config's defaults and settings, a manual clock
+    and a channel; the schema is dropped on the way out."""
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     store = open_store(url)
     store.migrate()
-    config = Config(address="127.0.0.1:0", database_url=url)
+    config = Config(address="127.0.0.1:0", database_url=url, **settings)
     server, port = create_server(config, store=store, clock=clock)
     server.start()
     target = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(target)
     try:
         yield Running(
-            backend=request.param,
+            backend=backend,
             target=target,
             channel=channel,
             seats=seat_service_pb2_grpc.SeatServiceStub(channel),
@@ -83,6 +85,13 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         server.stop(None).wait()
         store.drop_schema()
         store.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One server per database kind for the whole session; tests make their own accounts."""
+    with served(request.param, database_url(request.param, tmp_path_factory)) as running:
+        yield running
 
 
 @pytest.fixture

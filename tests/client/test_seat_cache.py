@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,15 +26,10 @@ import grpc.aio
 import pytest
 from seats import AsyncSeatCache, AsyncSeatsClient, RetryPolicy, SeatCache, SeatsClient, errors
 from seats.cache import PROBE_USER_ID, ForcedResync, SequenceGap
-from seats.v1 import seat_service_pb2_grpc, user_service_pb2_grpc
 
-from service.clock import ManualClock
-from service.config import Config
-from service.server import create_server
-from service.store import open_store
 from tests.client.conftest import CALL_TIMEOUT, FAST_RETRY, Tenant, new_tenant
 from tests.client.helpers import ENTERPRISE, FREE, NO_TIER, PROFESSIONAL, SALES, SERVICE, STARTER, InjectedError
-from tests.conftest import BACKENDS, Running, database_url
+from tests.conftest import BACKENDS, Running, database_url, served
 from tests.served import COMMAND_SECONDS, serving
 from tests.toolkit import (
     AsyncUnaryStreamInterceptor,
@@ -559,31 +553,8 @@ def expiring(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """A server of its own whose watches live WATCH_LIFETIME seconds, then end with
     UNAVAILABLE / WATCH_EXPIRED (the session's server keeps them 30 minutes)."""
     url = database_url(request.param, tmp_path_factory)
-    store = open_store(url)
-    store.migrate()
-    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    config = Config(address="127.0.0.1:0", database_url=url, watch_max_seconds=WATCH_LIFETIME)
-    server, port = create_server(config, store=store, clock=clock)
-    server.start()
-    target = f"127.0.0.1:{port}"
-    channel = grpc.insecure_channel(target)
-    try:
-        yield Running(
-            backend=request.param,
-            target=target,
-            channel=channel,
-            seats=seat_service_pb2_grpc.SeatServiceStub(channel),
-            users=user_service_pb2_grpc.UserServiceStub(channel),
-            clock=clock,
-            database_url=url,
-            server=server,
-            store=store,
-        )
-    finally:
-        channel.close()
-        server.stop(None).wait()
-        store.drop_schema()
-        store.close()
+    with served(request.param, url, watch_max_seconds=WATCH_LIFETIME) as running:
+        yield running
 
 
 @pytest.fixture
