@@ -40,7 +40,9 @@ from grpc_status import rpc_status
 from .admission import refusal_handler
 from .domain.errors import ErrorReason, Kind, SeatError, reason
 from .errors import DOMAIN
-from .observe import Metrics
+
+if TYPE_CHECKING:
+    from .observe import Metrics
 
 AUTHORIZATION = "authorization"
 ACTOR_HEADER = "x-seats-actor"

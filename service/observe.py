@@ -49,15 +49,15 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from .admission import parsing
+from .auth import ACTOR_HEADER
 from .domain.model import Event, EventType, Hub, Tier
+from .errors import DOMAIN
 
 T = TypeVar("T")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 RPC_LOG_MODES = ("off", "errors", "all")
-ACTOR_HEADER = "x-seats-actor"
 STATUS_DETAILS = "grpc-status-details-bin"
-DOMAIN = "seats.v1"
 # The codes that are the server's failure rather than the caller's: the RPC semantic conventions
 # mark a server span with one of them as an error; the call log writes them as warnings.
 SERVER_ERRORS = frozenset(

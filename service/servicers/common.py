@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from google.type import money_pb2
 from seats.v1 import resources_pb2 as r
 
+from ..auth import ACTOR_HEADER
 from ..clock import Clock
 from ..domain.errors import SeatError, concurrent_change, invalid, unavailable
 from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, Tier, User
@@ -29,7 +30,6 @@ from ..store.store import Fault, fault_of
 
 log = logging.getLogger("seats.rpc")
 M = TypeVar("M", bound=Message)
-ACTOR_HEADER = "x-seats-actor"
 MAX_REQUEST_ID = 128
 
 
