@@ -62,6 +62,19 @@ def _env_value(name: str, raw: str, default: Any) -> Any:
 class Config:
     address: str = "127.0.0.1:50051"
     database_url: str = DEFAULT_DATABASE_URL
+    # A direct connection to the primary, for what needs a session of its own: migrations
+    # (an advisory lock), the event listener (LISTEN) and the relay's leader lock. Set it when
+    # database_url goes through a transaction-pooling PgBouncer; empty: database_url.
+    direct_database_url: str = ""
+    # A hot standby for reads that tolerate staleness (lists of users and assignments, event
+    # history), used while it is at most read_max_lag_seconds behind the primary; otherwise
+    # those reads go to the primary too. Empty: every read on the primary.
+    read_database_url: str = ""
+    read_max_lag_seconds: float = 1.0
+    # A message bus for the events (NATS JetStream, stream SEATS_EVENTS): appended events go
+    # to an outbox in their transaction and a relay publishes them. Set it on every replica
+    # that shares the database. Empty: no outbox, no relay.
+    nats_url: str = ""
     max_workers: int = 16
     max_concurrent_rpcs: int = 64
     receive_timeout_seconds: float = 10.0

@@ -140,4 +140,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         # the call succeeded and response holds its answer (every record made before this).
         ("ALTER TABLE request_records ADD COLUMN refusal TEXT",),
     ),
+    Migration(
+        4,
+        "event outbox, relayed to a message bus",
+        # The events a relay has yet to publish, one row per event, written in the transaction
+        # that appends the event (when a bus is configured) and deleted once the bus has it.
+        # The body is read from seat_events; the row only says what is left to send.
+        (
+            """CREATE TABLE event_outbox (
+            account_id TEXT NOT NULL REFERENCES accounts (account_id),
+            sequence BIGINT NOT NULL CHECK (sequence > 0),
+            PRIMARY KEY (account_id, sequence)
+        )""",
+        ),
+    ),
 )

@@ -331,6 +331,19 @@ class Sql:
             "create_time = excluded.create_time WHERE request_records.create_time < ?"
         )
         self.purge_requests = self.q("DELETE FROM request_records WHERE create_time < ?")
+        self.insert_outbox = self.q("INSERT INTO event_outbox (account_id, sequence) VALUES (?, ?)")
+        # What a relay sends next: the oldest events left, in sequence order per account.
+        self.outbox_batch = self.q(
+            f"SELECT o.account_id, {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} "
+            "FROM event_outbox o JOIN seat_events e ON e.account_id = o.account_id AND e.sequence = o.sequence "
+            "ORDER BY o.account_id, o.sequence LIMIT ?"
+        )
+        self.outbox_done = self.q("DELETE FROM event_outbox WHERE account_id = ? AND sequence <= ?")
+        self.outbox_size = self.q(
+            "SELECT COUNT(*), MIN(e.event_time) FROM event_outbox o JOIN seat_events e "
+            "ON e.account_id = o.account_id AND e.sequence = o.sequence"
+        )
+        self.notify = self.q("SELECT pg_notify(?, ?)")
 
     def q(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.dialect == "postgres" else sql
@@ -433,6 +446,11 @@ class Store:
         self._listeners: list[Callable[[str], None]] = []
         self._group = _GroupCommit(self)
         self.observer: StoreObserver | None = None
+        self.outbox = False
+        """Whether appended events also go to the outbox, for a relay to a message bus."""
+        self.notify_channel = f"seats_events_{schema}" if schema else "seats_events"
+        """The PostgreSQL channel a commit that appended events notifies (payload: the account
+        id), so that other processes' watches wake at once (see service/listener.py)."""
 
     # ---- statements ---------------------------------------------------------------------
 
@@ -1047,6 +1065,10 @@ class Store:
             ],
         )
         last = first + len(events) - 1
+        if self.outbox:
+            self._many(self.sql.insert_outbox, [(account.account_id, first + i) for i in range(len(events))])
+        if self.dialect == "postgres":  # delivered at commit, to the listeners of every process
+            self._defer(self.sql.notify, (self.notify_channel, account.account_id))
         moved = self._exec(self.sql.move_sequence, (last, account.account_id, first - 1)).rowcount
         if moved != 1:  # the row moved under us: another writer got in; run the whole call again
             raise _Retry
@@ -1057,23 +1079,40 @@ class Store:
             self.after_commit(functools.partial(self.observer.events, list(events)))
 
     def list_events(self, account_id: str, after: int, limit: int) -> list[Event]:
-        return [
-            Event(
-                type=EventType(r[1]),
-                actor=r[2],
-                time=from_micros(r[3]),
-                request_id=r[4],
-                user_id=r[5],
-                hub=r[6],
-                tier=r[7],
-                previous_tier=r[8],
-                quantity=r[9],
-                before=PoolCounts(r[10], r[11], r[12], r[13]),
-                after=PoolCounts(r[14], r[15], r[16], r[17]),
-                sequence=r[0],
-            )
-            for r in self._rows(self.sql.list_events, (account_id, after, limit))
-        ]
+        return [self._event(r) for r in self._rows(self.sql.list_events, (account_id, after, limit))]
+
+    @staticmethod
+    def _event(r: Sequence[Any]) -> Event:
+        return Event(
+            type=EventType(r[1]),
+            actor=r[2],
+            time=from_micros(r[3]),
+            request_id=r[4],
+            user_id=r[5],
+            hub=r[6],
+            tier=r[7],
+            previous_tier=r[8],
+            quantity=r[9],
+            before=PoolCounts(r[10], r[11], r[12], r[13]),
+            after=PoolCounts(r[14], r[15], r[16], r[17]),
+            sequence=r[0],
+        )
+
+    # ---- the outbox (events for a message bus) -------------------------------------------
+
+    def outbox_batch(self, limit: int) -> list[tuple[str, Event]]:
+        """Up to limit events the relay has yet to publish, with their accounts, in sequence
+        order within each account."""
+        return [(r[0], self._event(r[1:])) for r in self._rows(self.sql.outbox_batch, (limit,))]
+
+    def outbox_done(self, account_id: str, through: int) -> None:
+        """Forgets the account's outbox rows up to sequence through: the bus has them."""
+        self._exec(self.sql.outbox_done, (account_id, through))
+
+    def outbox_backlog(self) -> tuple[int, datetime | None]:
+        """How many events wait in the outbox, and the time of the oldest of them."""
+        count, oldest = self._rows(self.sql.outbox_size)[0]
+        return int(count), from_micros(oldest) if oldest is not None else None
 
     # ---- charges ------------------------------------------------------------------------
 
