@@ -1,6 +1,7 @@
-"""Event watches: the hub wakes watchers when a transaction that appended events commits in
-this process (commits of other replicas are seen by the watchers' polling); the slots bound how
-many watches the server, and each account, may hold open."""
+"""Event watches: the hub wakes watchers when a transaction that appended events commits, in
+this process or, through the PostgreSQL listener (service/listener.py), in another one; the
+watchers' polling is the fallback. The slots bound how many watches the server, and each
+account, may hold open."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class EventHub:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = {}
+        self._epoch = 0  # moved by publish_all: every account has news
         self._closed = False
 
     def publish(self, account_id: str) -> None:
@@ -19,9 +21,15 @@ class EventHub:
             self._versions[account_id] = self._versions.get(account_id, 0) + 1
             self._cond.notify_all()
 
+    def publish_all(self) -> None:
+        """Wakes every watcher: commits may have been missed (the listener reconnected)."""
+        with self._cond:
+            self._epoch += 1
+            self._cond.notify_all()
+
     def version(self, account_id: str) -> int:
         with self._cond:
-            return self._versions.get(account_id, 0)
+            return self._versions.get(account_id, 0) + self._epoch
 
     def wait(self, account_id: str, seen: int, timeout: float, stop: Callable[[], bool] | None = None) -> None:
         """Returns when the account has news after version ``seen``, on close, when ``stop()``
@@ -29,7 +37,11 @@ class EventHub:
         it must take no lock itself."""
         with self._cond:
             self._cond.wait_for(
-                lambda: self._closed or self._versions.get(account_id, 0) != seen or (stop is not None and stop()),
+                lambda: (
+                    self._closed
+                    or self._versions.get(account_id, 0) + self._epoch != seen
+                    or (stop is not None and stop())
+                ),
                 timeout,
             )
 

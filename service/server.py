@@ -31,6 +31,7 @@ from .domain.errors import SeatError
 from .domain.prices import PriceBook
 from .domain.seats import SeatDomain
 from .events import EventHub
+from .listener import EventListener
 from .observe import Metrics, register
 from .servicers.common import Replay
 from .servicers.seat_service import SeatServicer
@@ -96,8 +97,10 @@ class SeatServer:
         hub: EventHub,
         domain: SeatDomain,
         pool: admission.WorkerPool | None = None,
+        listener: EventListener | None = None,
     ) -> None:
         self.pool = pool
+        self.listener = listener
         self.grpc_server = server
         self.health = health_servicer
         self.sweeper = sweeper
@@ -107,6 +110,8 @@ class SeatServer:
     def start(self) -> None:
         self.grpc_server.start()
         self.sweeper.start()
+        if self.listener is not None:
+            self.listener.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -115,6 +120,8 @@ class SeatServer:
         self.sweeper.stop()
         done = self.grpc_server.stop(grace)
         self.hub.close()
+        if self.listener is not None:
+            self.listener.stop()
         if self.pool is not None:
             self.pool.stop_timeouts()
         return done
@@ -325,7 +332,12 @@ def create_server(
             raise ConfigError(
                 f"{setting('metrics_address')}: cannot serve on {config.metrics_address}: {exc}"
             ) from None
-    return SeatServer(server, health_servicer, sweeper, hub, domain, pool), port
+    listener = None
+    if store.dialect == "postgres":
+        # a session of its own: on the direct URL when database_url goes through a pooler
+        direct = open_store(config.direct_database_url) if config.direct_database_url else store
+        listener = EventListener.for_database(direct.db, store.notify_channel, hub.publish, hub.publish_all)
+    return SeatServer(server, health_servicer, sweeper, hub, domain, pool, listener), port
 
 
 class JsonFormatter(logging.Formatter):
@@ -443,8 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         # that a mistake in either is found without waiting on the other
         server, port = create_server(config, store) if command == "serve" else (None, 0)
         try:
-            applied = store.migrate()
-            version = store.schema_version()
+            # migrations take a session lock: on the direct URL when database_url goes through a pooler
+            migrator = open_store(config.direct_database_url) if config.direct_database_url else store
+            applied = migrator.migrate()
+            version = migrator.schema_version()
+            if migrator is not store:
+                migrator.close()
         except (pw.PeeweeException, SeatError) as exc:
             raise ConfigError(database_problem(config, exc)) from None
     except (ConfigError, ValueError, OSError) as exc:
