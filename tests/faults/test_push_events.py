@@ -19,8 +19,8 @@ import pytest
 from seats.v1 import seat_service_pb2, seat_service_pb2_grpc
 
 from service.store import open_store
-from tests.conftest import POSTGRES_URL, database_url
-from tests.contract.helpers import PROFESSIONAL, SALES, actor, last_sequence, new_account
+from tests.conftest import POSTGRES_URL, actor, database_url
+from tests.contract.helpers import PROFESSIONAL, SALES, last_sequence, new_account
 from tests.served import ServerProcess, serving
 
 WRITES = 200
