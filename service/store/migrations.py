@@ -5,12 +5,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DIALECTS = ("sqlite", "postgres")
+
 
 @dataclass(frozen=True)
 class Migration:
+    """One schema version. ``statements`` run on both databases; ``sqlite`` and ``postgres``
+    run after them, on that database only: what one dialect can do in place (switch a primary
+    key, say) the other may have to do another way (rebuild the table)."""
+
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[str, ...] = ()
+    sqlite: tuple[str, ...] = ()
+    postgres: tuple[str, ...] = ()
+
+    def statements_for(self, dialect: str) -> tuple[str, ...]:
+        """The statements to run on dialect, in order. An unknown dialect is an error rather
+        than a migration that silently runs only the shared half."""
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}: migrations know {', '.join(DIALECTS)}")
+        return self.statements + (self.sqlite if dialect == "sqlite" else self.postgres)
+
+
+# The columns of the tables migration 5 rebuilds on SQLite, as migration 1 made them.
+_USER_COLUMNS = (
+    "user_id, account_id, email, email_key, display_name, super_admin, edit_billing, account_access, version, "
+    "create_time, update_time"
+)
+_ASSIGNMENT_COLUMNS = "account_id, user_id, hub, tier, assign_time"
+_CHARGE_COLUMNS = (
+    "charge_id, account_id, kind, hub, tier, quantity, unit_price_minor, amount_minor, currency_code, "
+    "period_start, period_end, charge_time, description"
+)
 
 
 # {blob} is the dialect's binary type.
@@ -152,6 +179,104 @@ MIGRATIONS: tuple[Migration, ...] = (
             sequence BIGINT NOT NULL CHECK (sequence > 0),
             PRIMARY KEY (account_id, sequence)
         )""",
+        ),
+    ),
+    Migration(
+        5,
+        "keys lead with account_id, to shard by account",
+        # Every primary, unique and foreign key leads with account_id, the column a sharded
+        # PostgreSQL (Citus) distributes rows by, so that each key is checked on one shard.
+        # request_records keeps its column `scope`: it holds the account id (or "system" for
+        # calls that name no account yet) and leads its key already; renaming it would break
+        # the statements of replicas still running the previous release while this one
+        # migrates at start. Its distribution column is `scope`.
+        #
+        # PostgreSQL switches the keys in place: the new unique indexes are built first, then
+        # each primary key moves onto its index in one statement (users needs a new index too:
+        # PRIMARY KEY USING INDEX takes no index a constraint owns, as its UNIQUE's is). The
+        # foreign key from seat_assignments is bound to users' UNIQUE (account_id, user_id) and
+        # keeps it from being dropped; so the foreign key is dropped, that constraint (now the
+        # primary key's twin) goes, and the foreign key is made again on the same columns, with
+        # the same (default) actions, where the only index it can bind to is the new primary
+        # key. seat_assignments_account has the new primary key's columns and goes too.
+        postgres=(
+            "CREATE UNIQUE INDEX users_account_user ON users (account_id, user_id)",
+            "CREATE UNIQUE INDEX seat_assignments_account_user_hub ON seat_assignments (account_id, user_id, hub)",
+            "CREATE UNIQUE INDEX charges_account_charge ON charges (account_id, charge_id)",
+            "ALTER TABLE users DROP CONSTRAINT users_pkey, "
+            "ADD CONSTRAINT users_pkey PRIMARY KEY USING INDEX users_account_user",
+            "ALTER TABLE seat_assignments DROP CONSTRAINT seat_assignments_pkey, "
+            "ADD CONSTRAINT seat_assignments_pkey PRIMARY KEY USING INDEX seat_assignments_account_user_hub",
+            "ALTER TABLE charges DROP CONSTRAINT charges_pkey, "
+            "ADD CONSTRAINT charges_pkey PRIMARY KEY USING INDEX charges_account_charge",
+            "ALTER TABLE seat_assignments DROP CONSTRAINT seat_assignments_account_id_user_id_fkey",
+            "ALTER TABLE users DROP CONSTRAINT users_account_id_user_id_key",
+            "ALTER TABLE seat_assignments ADD CONSTRAINT seat_assignments_account_id_user_id_fkey "
+            "FOREIGN KEY (account_id, user_id) REFERENCES users (account_id, user_id)",
+            "DROP INDEX seat_assignments_account",
+        ),
+        # SQLite cannot alter a primary key: the tables are rebuilt (same columns, CHECKs and
+        # foreign keys; the ids are NOT NULL, as PostgreSQL's primary keys made them), in this
+        # migration's transaction, with foreign keys enforced throughout. The order matters:
+        # dropping users while seat_assignments still refers to it fails (its implicit DELETE
+        # breaks that foreign key, and PRAGMA foreign_keys cannot be turned off inside a
+        # transaction), so the new seat_assignments refers to the new users table, the old
+        # child is dropped before the old parent, and renaming users_next to users rewrites the
+        # reference. Every copied row is checked against its parents on the way in.
+        sqlite=(
+            """CREATE TABLE users_next (
+            user_id TEXT NOT NULL,
+            account_id TEXT NOT NULL REFERENCES accounts (account_id),
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            super_admin BOOLEAN NOT NULL,
+            edit_billing BOOLEAN NOT NULL,
+            account_access BOOLEAN NOT NULL,
+            version INTEGER NOT NULL,
+            create_time BIGINT NOT NULL,
+            update_time BIGINT NOT NULL,
+            PRIMARY KEY (account_id, user_id),
+            UNIQUE (account_id, email_key)
+        )""",
+            f"INSERT INTO users_next ({_USER_COLUMNS}) SELECT {_USER_COLUMNS} FROM users",
+            """CREATE TABLE seat_assignments_next (
+            account_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            hub SMALLINT NOT NULL,
+            tier SMALLINT NOT NULL,
+            assign_time BIGINT NOT NULL,
+            PRIMARY KEY (account_id, user_id, hub),
+            FOREIGN KEY (account_id, user_id) REFERENCES users_next (account_id, user_id),
+            FOREIGN KEY (account_id, hub, tier) REFERENCES seat_pools (account_id, hub, tier)
+        )""",
+            f"INSERT INTO seat_assignments_next ({_ASSIGNMENT_COLUMNS}) "
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM seat_assignments",
+            "DROP TABLE seat_assignments",
+            "DROP TABLE users",
+            "ALTER TABLE users_next RENAME TO users",
+            "ALTER TABLE seat_assignments_next RENAME TO seat_assignments",
+            "CREATE INDEX seat_assignments_pool ON seat_assignments (account_id, hub, tier)",
+            """CREATE TABLE charges_next (
+            charge_id TEXT NOT NULL,
+            account_id TEXT NOT NULL REFERENCES accounts (account_id),
+            kind SMALLINT NOT NULL,
+            hub SMALLINT NOT NULL,
+            tier SMALLINT NOT NULL,
+            quantity INTEGER NOT NULL CHECK (quantity >= 0),
+            unit_price_minor BIGINT NOT NULL CHECK (unit_price_minor >= 0),
+            amount_minor BIGINT NOT NULL CHECK (amount_minor >= 0),
+            currency_code TEXT NOT NULL,
+            period_start BIGINT NOT NULL,
+            period_end BIGINT NOT NULL,
+            charge_time BIGINT NOT NULL,
+            description TEXT NOT NULL,
+            PRIMARY KEY (account_id, charge_id)
+        )""",
+            f"INSERT INTO charges_next ({_CHARGE_COLUMNS}) SELECT {_CHARGE_COLUMNS} FROM charges",
+            "DROP TABLE charges",
+            "ALTER TABLE charges_next RENAME TO charges",
+            "CREATE INDEX charges_account_period ON charges (account_id, period_start, charge_time)",
         ),
     ),
 )

@@ -1,5 +1,6 @@
 """Peewee models over the tables that migrations.py creates. Built per database, so two
-stores (say SQLite and PostgreSQL) can live in one process."""
+stores (say SQLite and PostgreSQL) can live in one process. The keys are those of the latest
+migration: every one leads with the account (see migration 5)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def build_models(db: pw.Database) -> Models:
             primary_key = pw.CompositeKey("account_id", "hub", "tier")
 
     class User(Base):
-        user_id = pw.TextField(primary_key=True)
+        user_id = pw.TextField()
         account_id = pw.TextField()
         email = pw.TextField()
         email_key = pw.TextField()
@@ -71,6 +72,7 @@ def build_models(db: pw.Database) -> Models:
 
         class Meta:
             table_name = "users"
+            primary_key = pw.CompositeKey("account_id", "user_id")
 
     class SeatAssignment(Base):
         account_id = pw.TextField()
@@ -81,7 +83,7 @@ def build_models(db: pw.Database) -> Models:
 
         class Meta:
             table_name = "seat_assignments"
-            primary_key = pw.CompositeKey("user_id", "hub")
+            primary_key = pw.CompositeKey("account_id", "user_id", "hub")
 
     class SeatEvent(Base):
         account_id = pw.TextField()
@@ -109,7 +111,7 @@ def build_models(db: pw.Database) -> Models:
             primary_key = pw.CompositeKey("account_id", "sequence")
 
     class Charge(Base):
-        charge_id = pw.TextField(primary_key=True)
+        charge_id = pw.TextField()
         account_id = pw.TextField()
         kind = pw.SmallIntegerField()
         hub = pw.SmallIntegerField()
@@ -125,6 +127,7 @@ def build_models(db: pw.Database) -> Models:
 
         class Meta:
             table_name = "charges"
+            primary_key = pw.CompositeKey("account_id", "charge_id")
 
     class RequestRecord(Base):
         scope = pw.TextField()
@@ -136,6 +139,7 @@ def build_models(db: pw.Database) -> Models:
 
         class Meta:
             table_name = "request_records"
+            # scope is the account id (or "system"): this table's distribution column.
             primary_key = pw.CompositeKey("scope", "request_id")
 
     class SchemaMigration(Base):

@@ -310,7 +310,7 @@ def test_store_migration_3_keeps_the_request_records_of_a_version_2_database(
         assert store.migrate(target=2) == [1, 2]
         records = store.m.RequestRecord  # a record as version 2 wrote it: no refusal column yet
         records.insert(scope="acc_1", request_id="old", fingerprint="fp", response=b"answer", create_time=5).execute()
-        assert store.migrate() == [3]
+        assert store.migrate(target=3) == [3]
         now = datetime(2026, 1, 1, tzinfo=UTC)
         record = store.find_request("acc_1", "old", datetime.fromtimestamp(0, UTC))
         assert record is not None and (record.response, record.refusal) == (b"answer", None)
