@@ -245,13 +245,42 @@ class Metrics:
         counter.inc()
 
     def observe_store(self, store: Any) -> None:
-        """Makes store report its transactions, group commits and events here."""
+        """Makes store report its transactions, group commits and events here, and its
+        standby, when it has one, its lag and the reads it took."""
         store.observer = StoreObserver(self, getattr(store, "dialect", ""))
+        if getattr(store, "standby_monitor", None) is not None:
+            self.registry.register(_StandbyCollector(store))
 
     def serve(self, address: str) -> None:
         """Serves /metrics over HTTP on host:port (prometheus-client's server, a daemon thread)."""
         host, _, port = address.rpartition(":")
         start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+
+
+class _StandbyCollector:
+    """Read at scrape time: the standby's lag bound and where stale-tolerant reads went."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        lag = self.store.standby_monitor.lag()
+        yield GaugeMetricFamily(
+            "seats_standby_lag_seconds",
+            "How far the standby may be behind the primary (an upper bound; +Inf: not seen caught up).",
+            value=lag,
+        )
+        reads = CounterMetricFamily(
+            "seats_stale_reads", "Reads that tolerate staleness (lists, history), by where they ran.", labels=["target"]
+        )
+        for target, count in self.store.stale_reads.items():
+            reads.add_metric([target], count)
+        yield reads
 
 
 def _kind(handler: Any) -> str:

@@ -37,6 +37,7 @@ from .servicers.common import Replay
 from .servicers.seat_service import SeatServicer
 from .servicers.user_service import UserServicer
 from .store import Store, open_store
+from .store.standby import StandbyMonitor
 
 log = logging.getLogger("seats.server")
 
@@ -98,9 +99,11 @@ class SeatServer:
         domain: SeatDomain,
         pool: admission.WorkerPool | None = None,
         listener: EventListener | None = None,
+        standby: StandbyMonitor | None = None,
     ) -> None:
         self.pool = pool
         self.listener = listener
+        self.standby = standby
         self.grpc_server = server
         self.health = health_servicer
         self.sweeper = sweeper
@@ -112,6 +115,8 @@ class SeatServer:
         self.sweeper.start()
         if self.listener is not None:
             self.listener.start()
+        if self.standby is not None:
+            self.standby.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -122,6 +127,8 @@ class SeatServer:
         self.hub.close()
         if self.listener is not None:
             self.listener.stop()
+        if self.standby is not None:
+            self.standby.stop()
         if self.pool is not None:
             self.pool.stop_timeouts()
         return done
@@ -234,6 +241,7 @@ def create_server(
     started, and the bound port. Traces go to tracer_provider, else where the OTEL_* environment
     variables say (service/tracing.py); with neither, nowhere."""
     store = store or open_store(config.database_url)
+    standby = _standby(config, store)
     clock = clock or SystemClock()
     prices = _price_book(config)
     domain = SeatDomain(store, prices, clock)
@@ -337,7 +345,22 @@ def create_server(
         # a session of its own: on the direct URL when database_url goes through a pooler
         direct = open_store(config.direct_database_url) if config.direct_database_url else store
         listener = EventListener.for_database(direct.db, store.notify_channel, hub.publish, hub.publish_all)
-    return SeatServer(server, health_servicer, sweeper, hub, domain, pool, listener), port
+    return SeatServer(server, health_servicer, sweeper, hub, domain, pool, listener, standby), port
+
+
+def _standby(config: Config, store: Store) -> StandbyMonitor | None:
+    """The hot standby of read_database_url, for the reads that tolerate staleness."""
+    if not config.read_database_url:
+        return None
+    if store.dialect != "postgres":
+        raise ConfigError(f"{setting('read_database_url')}: a standby needs a PostgreSQL database_url")
+    try:
+        standby = open_store(config.read_database_url)
+    except ValueError as exc:
+        raise ConfigError(f"{setting('read_database_url')}: {exc}") from None
+    if standby.dialect != "postgres":
+        raise ConfigError(f"{setting('read_database_url')}: a standby is a PostgreSQL database")
+    return store.use_standby(standby, config.read_max_lag_seconds)
 
 
 class JsonFormatter(logging.Formatter):

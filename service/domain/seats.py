@@ -958,8 +958,8 @@ class SeatDomain:
         after = _assignment_key(key) if key is not None else None
         snapshot = self._state(call, account_id)[0]
 
-        def load() -> Page[Assignment]:
-            rows = self.store.list_assignments(account_id, after, limit + 1, hub, tier)
+        def load(store: SeatStore) -> Page[Assignment]:
+            rows = store.list_assignments(account_id, after, limit + 1, hub, tier)
             more = len(rows) > limit
             rows = rows[:limit]
             next_token = paging.encode_token([rows[-1].user_id, int(rows[-1].hub)], filters) if more else None
@@ -967,13 +967,15 @@ class SeatDomain:
 
         return self._at_version(snapshot, ("assignments", after, limit, hub, tier), load)
 
-    def _at_version(self, snapshot: Snapshot, key: object, load: Callable[[], T]) -> T:
+    def _at_version(self, snapshot: Snapshot, key: object, load: Callable[[SeatStore], T]) -> T:
         """A read result at the snapshot's version: kept with the snapshot once read, in one
-        read transaction, at exactly that version; a newer state is answered but not kept."""
+        read transaction, at exactly that version; another state (newer, or an older one a
+        standby still shows) is answered but not kept. These reads tolerate staleness (lists
+        and history): the store may serve them from a standby within its staleness bound."""
         kept = snapshot.memo_get(key)
         if kept is not None:
             return kept  # type: ignore[return-value]
-        version, value = self.store.snapshot_read(snapshot.account.account_id, load)
+        version, value = self.store.stale_read(snapshot.account.account_id, load)
         if version == snapshot.version:
             snapshot.memo_put(key, value)
         return value
@@ -1124,8 +1126,8 @@ class SeatDomain:
         after = _sequence_key(key) if key is not None else after_sequence
         snapshot = self._state(call, account_id)[0]
 
-        def load() -> Page[Event]:
-            rows = self.store.list_events(account_id, after, limit + 1)
+        def load(store: SeatStore) -> Page[Event]:
+            rows = store.list_events(account_id, after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
             return Page(rows, paging.encode_token(rows[-1].sequence, filters) if more else None)
@@ -1256,8 +1258,8 @@ class SeatDomain:
         snapshot = self._state(call, account_id)[0]
         after = _user_key(key) if key is not None else None
 
-        def load() -> Page[User]:
-            rows = self.store.list_users(account_id, after, limit + 1, hub)
+        def load(store: SeatStore) -> Page[User]:
+            rows = store.list_users(account_id, after, limit + 1, hub)
             more = len(rows) > limit
             rows = rows[:limit]
             return Page(rows, paging.encode_token(rows[-1].user_id, filters) if more else None)
@@ -1427,11 +1429,7 @@ def _token_id(value: object) -> bool:
 def _assignment_key(key: object) -> tuple[str, int]:
     """[user id, hub], as ListSeatAssignments issues it."""
     if not (
-        isinstance(key, list)
-        and len(key) == 2
-        and _token_id(key[0])
-        and type(key[1]) is int
-        and key[1] in _HUB_VALUES
+        isinstance(key, list) and len(key) == 2 and _token_id(key[0]) and type(key[1]) is int and key[1] in _HUB_VALUES
     ):
         raise _bad_token()
     return key[0], key[1]

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee as pw
 
-from ..domain.errors import concurrent_change, unavailable
+from ..domain.errors import SeatError, concurrent_change, unavailable
 from ..domain.model import (
     Account,
     Assignment,
@@ -50,6 +50,7 @@ from ..domain.model import (
 from ..domain.ports import RequestRecord
 from .migrations import MIGRATIONS, Migration
 from .models import build_models
+from .standby import StandbyMonitor
 
 T = TypeVar("T")
 log = logging.getLogger("seats.store")
@@ -446,6 +447,11 @@ class Store:
         self._listeners: list[Callable[[str], None]] = []
         self._group = _GroupCommit(self)
         self.observer: StoreObserver | None = None
+        self.standby: Store | None = None
+        """A hot standby for reads that tolerate staleness (see stale_read), with its monitor."""
+        self.standby_monitor: StandbyMonitor | None = None
+        self.stale_reads = {"standby": 0, "primary": 0}
+        """Reads stale_read served, by where (read by the metrics)."""
         self.outbox = False
         """Whether appended events also go to the outbox, for a relay to a message bus."""
         self.notify_channel = f"seats_events_{schema}" if schema else "seats_events"
@@ -690,6 +696,31 @@ class Store:
 
         return self.read(run)
 
+    def use_standby(self, standby: Store, max_lag: float) -> StandbyMonitor:
+        """Sends the reads that tolerate staleness to standby while it is within max_lag
+        seconds of this primary; returns its monitor, to start and stop with the server."""
+        self.standby = standby
+        self.standby_monitor = StandbyMonitor(self, standby, max_lag)
+        return self.standby_monitor
+
+    def stale_read(self, account_id: str, fn: Callable[[Store], T]) -> tuple[int, T]:
+        """As snapshot_read, for reads that may be up to the standby's bound behind: fn(store)
+        runs on the standby while its monitor says it is within the bound (its answer is
+        that of a committed state of the primary at most that old), else on this primary.
+        A standby that fails is left for the primary until its monitor sees it again."""
+        standby, monitor = self.standby, self.standby_monitor
+        if standby is not None and monitor is not None and monitor.usable():
+            try:
+                result = standby.snapshot_read(account_id, lambda: fn(standby))
+                self.stale_reads["standby"] += 1
+                return result
+            except (pw.PeeweeException, SeatError) as exc:
+                monitor.failed()
+                standby._reset_connection()
+                log.warning("standby read failed: reading the primary", extra={"error": " ".join(str(exc).split())})
+        self.stale_reads["primary"] += 1
+        return self.snapshot_read(account_id, lambda: fn(self))
+
     def _transient(self, exc: Exception) -> bool:
         if fault_of(exc) is Fault.INPUT:
             return False  # the same values fail the same way again
@@ -768,7 +799,7 @@ class Store:
         if M.select(M.version).where(M.version == migration.version).exists():
             return []
         blob = "BLOB" if self.dialect == "sqlite" else "BYTEA"
-        for statement in migration.statements:
+        for statement in migration.statements_for(self.dialect):  # the shared ones, then this dialect's
             self.db.execute_sql(statement.replace("{blob}", blob))
         M.insert(version=migration.version, name=migration.name, applied_at=to_micros(datetime.now(UTC))).execute()
         log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
@@ -967,7 +998,10 @@ class Store:
             where.append("user_id > ?")
             params.append(after)
         if hub is not None:
-            where.append("EXISTS (SELECT 1 FROM seat_assignments s WHERE s.user_id = users.user_id AND s.hub = ?)")
+            where.append(
+                "EXISTS (SELECT 1 FROM seat_assignments s WHERE s.account_id = users.account_id "
+                "AND s.user_id = users.user_id AND s.hub = ?)"
+            )
             params.append(int(hub))  # type: ignore[arg-type]
         sql = self.sql.shaped(
             f"SELECT {USER_COLUMNS} FROM users WHERE {' AND '.join(where)} ORDER BY user_id LIMIT ?", 0

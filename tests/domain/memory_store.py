@@ -184,6 +184,10 @@ class MemoryStore:
         with self._lock:
             return self.account_sequence(account_id), fn()
 
+    def stale_read(self, account_id: str, fn: Callable[[MemoryStore], T]) -> tuple[int, T]:
+        """No standby here: the primary's state, as snapshot_read reads it."""
+        return self.snapshot_read(account_id, lambda: fn(self))
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         callbacks = self._callbacks()
         if callbacks is None:
