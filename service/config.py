@@ -75,6 +75,10 @@ class Config:
     # to an outbox in their transaction and a relay publishes them. Set it on every replica
     # that shares the database. Empty: no outbox, no relay.
     nats_url: str = ""
+    # PostgreSQL: the longest a statement of a write or a snapshot read may run, a lock wait
+    # included; then the call ends UNAVAILABLE instead of holding a thread and a connection.
+    # 0: no bound. Migrations are not bounded.
+    statement_timeout_ms: int = 5000
     max_workers: int = 16
     max_concurrent_rpcs: int = 64
     receive_timeout_seconds: float = 10.0

@@ -241,6 +241,7 @@ def create_server(
     started, and the bound port. Traces go to tracer_provider, else where the OTEL_* environment
     variables say (service/tracing.py); with neither, nowhere."""
     store = store or open_store(config.database_url)
+    store.statement_timeout_ms = config.statement_timeout_ms
     standby = _standby(config, store)
     clock = clock or SystemClock()
     prices = _price_book(config)
@@ -360,6 +361,7 @@ def _standby(config: Config, store: Store) -> StandbyMonitor | None:
         raise ConfigError(f"{setting('read_database_url')}: {exc}") from None
     if standby.dialect != "postgres":
         raise ConfigError(f"{setting('read_database_url')}: a standby is a PostgreSQL database")
+    standby.statement_timeout_ms = config.statement_timeout_ms
     return store.use_standby(standby, config.read_max_lag_seconds)
 
 

@@ -452,6 +452,8 @@ class Store:
         self.standby_monitor: StandbyMonitor | None = None
         self.stale_reads = {"standby": 0, "primary": 0}
         """Reads stale_read served, by where (read by the metrics)."""
+        self.statement_timeout_ms = 0
+        """On PostgreSQL, the longest a statement of a write or a snapshot read may run (0: no bound)."""
         self.outbox = False
         """Whether appended events also go to the outbox, for a relay to a message bus."""
         self.notify_channel = f"seats_events_{schema}" if schema else "seats_events"
@@ -570,6 +572,8 @@ class Store:
             attempt += 1
             self._local.group = {}
             self._local.pending = [] if self.dialect == "postgres" else None
+            if self._local.pending is not None and self.statement_timeout_ms:
+                self._local.pending.append(self._timeout_statement())
             try:
                 with self.db.atomic("IMMEDIATE") if self.dialect == "sqlite" else self.db.atomic():
                     for job in batch:
@@ -691,10 +695,28 @@ class Store:
         exactly the events up to that sequence."""
 
         def run() -> tuple[int, T]:
-            with self.db.atomic() if self.dialect == "sqlite" else self.db.atomic(isolation_level="REPEATABLE READ"):
-                return self.account_sequence(account_id), fn()
+            if self.dialect == "sqlite":
+                with self.db.atomic():
+                    return self.account_sequence(account_id), fn()
+            with self.db.atomic(isolation_level="REPEATABLE READ"):
+                bound = self.statement_timeout_ms and getattr(self._local, "pending", None) is None
+                if bound:  # travels with the first statement
+                    self._local.pending = [self._timeout_statement()]
+                try:
+                    return self.account_sequence(account_id), fn()
+                finally:
+                    if bound:
+                        self._local.pending = None
 
         return self.read(run)
+
+    def _timeout_statement(self) -> tuple[str, Sequence[Any]]:
+        """Bounds each statement of the current transaction (a lock wait included): a stuck
+        statement ends as an outage instead of holding a handler thread and a connection.
+        Transaction-scoped (SET LOCAL), so it needs no session state and works through a
+        transaction-pooling PgBouncer, and it costs no round trip: it travels with the
+        transaction's first statement."""
+        return ("SET LOCAL statement_timeout = %s", (self.statement_timeout_ms,))
 
     def use_standby(self, standby: Store, max_lag: float) -> StandbyMonitor:
         """Sends the reads that tolerate staleness to standby while it is within max_lag
@@ -770,11 +792,13 @@ class Store:
         whether another process applied it first."""
         if self.dialect == "postgres":
             self.db.execute_sql("SELECT pg_advisory_lock(%s)", (PG_ADVISORY_MIGRATION_LOCK,))
+        timeout, self.statement_timeout_ms = self.statement_timeout_ms, 0  # a migration may take long
         try:
             if self.schema:
                 self.db.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             return self.write(lambda: self._migrate_step(None)) + self._apply_migrations(target)
         finally:
+            self.statement_timeout_ms = timeout
             if self.dialect == "postgres":
                 self.db.execute_sql("SELECT pg_advisory_unlock(%s)", (PG_ADVISORY_MIGRATION_LOCK,))
 
