@@ -69,7 +69,8 @@ class EventListener:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():  # a server stopped before it started has no thread to join
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         delay = BACKOFF_FIRST

@@ -58,7 +58,8 @@ class StandbyMonitor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(2.0)
+        if self._thread.is_alive():
+            self._thread.join(2.0)
 
     def lag(self) -> float:
         """Seconds the standby may be behind (infinite when it was never seen caught up)."""

@@ -7,19 +7,26 @@ import time
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import Message
 
 from .errors import SeatsError
 
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+"""CANCELLED is here because a unary call of these clients is never cancelled by the client itself
+(a timeout ends it DEADLINE_EXCEEDED): a CANCELLED answer comes from a server that gave the call
+up, above all one shutting down gracefully, whose gRPC core ends the calls it had received but
+not yet handed to a handler with CANCELLED rather than UNAVAILABLE (grpc/grpc#41785). A replica
+that stops for a rolling restart does that to a call or two; the next attempt goes to another."""
 RETRYABLE_REASONS = frozenset({"CONCURRENT_CHANGE"})  # ABORTED, but not ETAG_MISMATCH: that needs a new read
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries UNAVAILABLE, DEADLINE_EXCEEDED and a lost race (ABORTED / CONCURRENT_CHANGE)
-    with jittered exponential backoff. Mutating calls are retried with the same request id,
-    so a retry never doubles an effect (I5). A call's timeout bounds all its attempts and
-    the waits between them: no attempt starts, and no wait begins, that would end after it."""
+    """Retries UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED by the server and a lost race (ABORTED /
+    CONCURRENT_CHANGE) with jittered exponential backoff, when a retry is safe (``safe_to_retry``).
+    Mutating calls are retried with the same request id, so a retry never doubles an effect (I5),
+    whichever replica it reaches. A call's timeout bounds all its attempts and the waits between
+    them: no attempt starts, and no wait begins, that would end after it."""
 
     max_attempts: int = 5
     initial_backoff: float = 0.1
@@ -34,6 +41,17 @@ class RetryPolicy:
     def should_retry(self, error: SeatsError, attempt: int) -> bool:
         retryable = error.code in RETRYABLE or error.reason in RETRYABLE_REASONS
         return retryable and attempt < self.max_attempts
+
+
+def safe_to_retry(request: Message) -> bool:
+    """Whether sending ``request`` again cannot make its effect twice. A read (a request with no
+    request_id field) has no effect; a write has one exactly once under its request id (I5), so
+    a write is safe only when it carries one: the first attempt may have been done by a replica
+    that went away before answering, and the retry may land on another replica. The client
+    gives every write a request id, so this refuses only a write stripped of it."""
+    if "request_id" not in request.DESCRIPTOR.fields_by_name:
+        return True
+    return bool(getattr(request, "request_id", ""))
 
 
 ONE_TRY = RetryPolicy(max_attempts=1)

@@ -4,6 +4,11 @@ async with AsyncSeatsClient("127.0.0.1:50051", actor=owner_id) as seats:
     await seats.assign_seat(account_id, user_id, "sales", "professional")
     async for event in seats.watch_seat_events(account_id):
         ...
+
+The target takes the forms of SeatsClient's (``seats.client.channel_target``): one host:port,
+several replicas as ``ip:port,ip:port`` or a gRPC target URI such as ``dns:///name:port``,
+balanced round robin; a call that meets a replica going away is retried on another when the
+retry is safe (a read, or a write under its request id).
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from google.protobuf.message import Message
 
 from . import errors, requests
 from ._api import Api, Call, Metadata
-from ._retry import RetryPolicy
-from .client import DEFAULT_TARGET, RESUMABLE, watch_expired
+from ._retry import RetryPolicy, safe_to_retry
+from .client import DEFAULT_TARGET, RESUMABLE, TargetOptions, channel_target, watch_expired
 from .v1 import resources_pb2, seat_service_pb2
 
 
@@ -38,16 +43,20 @@ class AsyncSeatsClient(Api):
         metadata: Metadata = (),
         channel: grpc.aio.Channel | None = None,
         interceptors: Sequence[Any] = (),
+        options: TargetOptions = (),
     ) -> None:
-        """The arguments of SeatsClient; ``interceptors`` are grpc.aio client interceptors."""
+        """The arguments of SeatsClient (``target`` one server or several replicas, ``options``
+        more channel options); ``interceptors`` are grpc.aio client interceptors."""
         if channel is not None and interceptors:
             raise ValueError("grpc.aio cannot add interceptors to a channel you made: create it with them")
         owns_channel = channel is None
         if channel is None:
+            where = channel_target(target)
+            settings = where.options(options)
             channel = (
-                grpc.aio.secure_channel(target, credentials, interceptors=list(interceptors) or None)
+                grpc.aio.secure_channel(where.uri, credentials, settings, interceptors=list(interceptors) or None)
                 if credentials is not None
-                else grpc.aio.insecure_channel(target, interceptors=list(interceptors) or None)
+                else grpc.aio.insecure_channel(where.uri, settings, interceptors=list(interceptors) or None)
             )
         self.channel = channel
         self._setup(channel, owns_channel, actor, timeout, retry, metadata, token)
@@ -73,7 +82,7 @@ class AsyncSeatsClient(Api):
                 return await rpc(request, timeout=deadline.left(), metadata=call.metadata)  # type: ignore[no-any-return]
             except grpc.aio.AioRpcError as err:
                 error = errors.from_rpc_error(err)
-                pause = call.pause_before_retry(deadline, error, attempt)
+                pause = call.pause_before_retry(deadline, error, attempt) if safe_to_retry(request) else None
                 if pause is None:
                     raise error from None
             await asyncio.sleep(pause)

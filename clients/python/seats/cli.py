@@ -25,12 +25,14 @@
     seatctl --json invoice preview | jq .next_renewal_total
 
 Global options go before or after the subcommand: --target (env SEATS_TARGET, default
-127.0.0.1:50051), --actor (env SEATS_ACTOR; left out, the call is a trusted system call;
-``--actor ''`` forces one), --json, --timeout. Commands on an account take --account (env
-SEATS_ACCOUNT). ``accounts create`` is a system call: it does not read SEATS_ACTOR.
-``seatctl --version`` prints the version; ``seatctl completion bash`` (or ``zsh``) prints a
-shell completion script. Tables fit 100 columns: long names and emails are cut with "~"
-(ids never are; ``users show`` and --json give everything).
+127.0.0.1:50051; several replicas as ``127.0.0.1:5001,127.0.0.1:5002`` or a gRPC target URI
+such as ``dns:///seats.internal:50051``, balanced round robin), --actor (env SEATS_ACTOR;
+left out, the call is a trusted system call; ``--actor ''`` forces one), --json, --timeout.
+Commands on an account take --account (env SEATS_ACCOUNT). ``accounts create`` is a system
+call: it does not read SEATS_ACTOR. ``seatctl --version`` prints the version; ``seatctl
+completion bash`` (or ``zsh``) prints a shell completion script. Tables fit 100 columns:
+long names and emails are cut with "~" (ids never are; ``users show`` and --json give
+everything).
 
 --json prints the RPC's response as proto3 JSON with the proto field names (int64 values
 such as event sequences are strings, as proto3 JSON has them); list commands print one
@@ -64,7 +66,7 @@ from google.type import money_pb2
 
 from . import errors
 from ._retry import RetryPolicy
-from .client import DEFAULT_TARGET, SeatsClient
+from .client import DEFAULT_TARGET, SeatsClient, channel_target
 from .requests import to_hub, to_tier
 from .v1 import resources_pb2 as r
 from .v1 import seat_service_pb2
@@ -981,8 +983,9 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument(
         "--target",
         default=default(None),
-        metavar="HOST:PORT",
-        help=f"the seat server (env SEATS_TARGET; default {DEFAULT_TARGET})",
+        metavar="HOST:PORT[,...]",
+        help=f"the seat server (env SEATS_TARGET; default {DEFAULT_TARGET}); several replicas, called round "
+        "robin: IP:PORT,IP:PORT,... or a gRPC target URI such as dns:///NAME:PORT",
     )
     group.add_argument(
         "--actor",
@@ -1399,6 +1402,10 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "quiet", False) and args.json:
         command_parser.error("-q/--quiet and --json do not go together: choose one")
     target: str = args.target or os.environ.get("SEATS_TARGET") or DEFAULT_TARGET
+    try:
+        channel_target(target)  # a malformed target is a usage error (exit 2), before any call
+    except ValueError as exc:
+        command_parser.error(f"{'--target' if args.target else 'SEATS_TARGET'}: {exc}")
     timeout: float = args.timeout
     token = args.token or os.environ.get("SEATS_TOKEN") or None
     with SeatsClient(
