@@ -42,6 +42,8 @@ MISSING = postgres_binaries_available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"PostgreSQL clusters of the tests' own: {MISSING}")
 
 MAX_LAG = 1.0
+WORKERS = 6
+POOL_SIZE = 4
 DATABASE = "seats"
 
 
@@ -173,8 +175,8 @@ def test_the_service_runs_through_a_transaction_pooling_pgbouncer(tmp_path: Path
         pytest.skip(f"PgBouncer: {missing}")
     with primary(tmp_path / "primary") as first:
         first.create_database(DATABASE)
-        with PgBouncer(first, tmp_path / "bouncer", default_pool_size=4) as bouncer:
-            flags = ("--direct-database-url", first.url(DATABASE))
+        with PgBouncer(first, tmp_path / "bouncer", default_pool_size=POOL_SIZE) as bouncer:
+            flags = ("--direct-database-url", first.url(DATABASE), "--max-workers", str(WORKERS))
             with serving(tmp_path, database_url=bouncer.url(DATABASE), flags=flags) as server:
                 _workload_through(server, bouncer, first)
 
@@ -245,12 +247,18 @@ def _workload_through(server: ServerProcess, bouncer: PgBouncer, first: PgCluste
         stream.cancel()  # type: ignore[no-untyped-call]
         assert watched == list(range(1, last + 1))
     assert _bouncer_transactions(bouncer) - before >= 16, "the calls did not go through the pooler"
-    # The only sessions on the primary that bypass the pooler are the direct ones: the listener.
-    direct = first.query(
-        "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'seats%%'",
+    # Connections: the process holds at most one per handler thread and one for the sweeper
+    # (kept open, the store's per-thread connection), to the pooler; the primary sees at most
+    # the pooler's pool, and the listener's direct session.
+    clients = [row for row in bouncer.admin("SHOW CLIENTS") if row[2] == DATABASE]
+    assert 0 < len(clients) <= WORKERS + 1, clients
+    sessions = first.query(
+        "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
         (DATABASE,),
     )
-    assert {name for (name,) in direct} <= {"seats", "seats listener seats_events"}
+    names = sorted(name for (name,) in sessions)
+    assert names.count("seats listener seats_events") == 1, names
+    assert len(names) - 1 <= POOL_SIZE, names
 
 
 def _bouncer_transactions(bouncer: PgBouncer) -> int:
