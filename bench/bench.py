@@ -6,6 +6,8 @@ empty grpcio handler with the same server model.
     make bench BENCH_ARGS=--postgres             # PostgreSQL on 127.0.0.1:5432, a schema of its own
     python -m bench.bench --server-root /tmp/seats-before --skip 'CheckSeats(1),CheckSeats(100)'
     make bench BENCH_ARGS='--rpc-log all --only GetUser,AssignSeat'   # the call log's cost: a line per call
+    make bench BENCH_ARGS='--postgres --replicas 1,2,3'                # N replicas on one PostgreSQL, together
+    make bench BENCH_ARGS='--postgres --quick --replicas 1,2,3'        # the same in a few minutes
 
 Servers. The seat server (python -m service.server migrate, then serve, as `make run` runs it,
 from --server-root) and the empty handler (bench/empty_server.py) run as subprocesses pinned to
@@ -28,8 +30,31 @@ PostgreSQL, "db us/call" is the same for the backends serving the seat server. A
 which other programs used the CPUs (from /proc/stat) is measured again, within
 --noisy-retries for the whole run, and otherwise marked noisy.
 
+Replicas (--replicas 1,2,3, PostgreSQL only). For each N in the list, N seat servers (python -m
+service.server serve, each on a port of its own with its own SEATS_METRICS_ADDRESS) run on the
+same PostgreSQL schema and are driven together: h2load talks to one host per process, so each
+round runs one h2load per replica at the same time, the -c x -m in-flight calls split evenly
+between them (bench/replicas.py split_load), and sums the OK answers of each replica's own
+grpc_server_handled_total. The replicas start after the data set is seeded (through one server,
+stopped before), so none keeps a copy from before the import; there is no empty handler. The
+RPCs are GetSeatSummary, CheckSeats(1) and PurchaseSeats unless --only says otherwise (the
+probe account's arm of each); PurchaseSeats buys on a fresh account per replica and round, as
+a sharded load would, so the replicas do not queue on one account's lock. Per N the table shows
+calls/s in all and per replica, how evenly they share it (the slowest replica over the
+fastest), server CPU per call (the replicas' utime+stime added up), the PostgreSQL backends'
+CPU per call, the machine's busy share over the round (/proc/stat) and the cores used by the
+replicas, PostgreSQL (backends and background processes), the load (h2load and this program)
+and other programs. Servers and h2load are not pinned in this mode (--server-cpu pins every
+replica to one CPU, --load-cpu every h2load). On a 2-core machine h2load, PostgreSQL and the
+replicas share the same two cores, so more replicas cannot show more calls/s there: what the
+run shows is that the replicas share the load evenly and where the CPU goes. On a machine with
+more cores than replicas + PostgreSQL + load, calls/s should grow with N until PostgreSQL's
+write path (for writes) or the cores saturate. Writes bench/results/<time>-replicas.json and
+.png (a chart of calls/s by N per RPC, and of the cores used). SQLite is refused: several
+processes on one SQLite file serialise on its write lock, so the run would measure that lock.
+
 Writes bench/results/<time>-<store>.json and .png (or --out PATH.json and PATH.png). The
-parsers' unit tests: .venv/bin/python -m pytest bench
+parsers' unit tests: .venv/bin/python -m pytest bench (and tests/tools/test_bench.py)
 """
 
 from __future__ import annotations
@@ -38,16 +63,18 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import h2load, report, seat_cache
+from . import h2load, replicas, report, seat_cache
 from .cases import Case, build_cases, goal
 from .dataset import DEFAULT_POSTGRES, Database, DataSet, DataSpec, seed
 from .measure import Round, measure, metrics_available, preflight, warm_up
@@ -70,6 +97,7 @@ class Settings:
     skip: frozenset[str]
     noisy_retries: int
     service_env: dict[str, str]
+    replicas: tuple[int, ...] = ()  # --replicas: the replica counts to measure, in order; () the normal run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,8 +121,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated RPC names to measure, e.g. GetUser,AssignSeat")
     p.add_argument("--skip", default="", help="comma-separated RPC names to leave out, e.g. CheckSeats(1)")
     p.add_argument("--server-root", default=str(REPO), help="the checkout whose service/ is measured")
-    p.add_argument("--server-cpu", type=int, default=0, help="CPU for both servers (default 0)")
-    p.add_argument("--load-cpu", type=int, default=1, help="CPU for h2load (default 1)")
+    p.add_argument(
+        "--server-cpu", type=int, default=None, help="CPU for both servers (default 0; --replicas: not pinned)"
+    )
+    p.add_argument("--load-cpu", type=int, default=None, help="CPU for h2load (default 1; --replicas: not pinned)")
+    p.add_argument(
+        "--replicas",
+        default="",
+        help="comma-separated replica counts, e.g. 1,2,3: for each N, N seat servers on one PostgreSQL schema "
+        f"driven together (PostgreSQL only; default RPCs {','.join(replicas.DEFAULT_RPCS)})",
+    )
     p.add_argument(
         "--noisy-retries",
         type=int,
@@ -119,6 +155,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--rounds must be 1..50")
     if args.rpc_log_sample is not None and not 0.0 <= args.rpc_log_sample <= 1.0:
         p.error("--rpc-log-sample must be 0..1")
+    if args.replicas:
+        try:
+            counts = replicas.parse_counts(args.replicas)
+        except ValueError as exc:
+            p.error(str(exc))
+        if not (args.postgres or args.database_url.startswith("postgres")):
+            p.error(
+                "--replicas needs PostgreSQL (--postgres, or a postgresql:// --database-url): several server "
+                "processes on one SQLite file serialise on its write lock, so more replicas would only measure "
+                "that lock"
+            )
+        accounts = args.accounts or (50 if args.quick else 1000)
+        needed = args.rounds * max(counts) + 3  # PurchaseSeats: an account per replica and round, the warm-up's
+        if accounts < needed:
+            p.error(f"--replicas {max(counts)} with --rounds {args.rounds} needs --accounts {needed} or more")
     return args
 
 
@@ -136,18 +187,25 @@ def settings_of(args: argparse.Namespace) -> Settings:
         return frozenset(n.strip() for n in text.split(",") if n.strip())
 
     cpus = os.sched_getaffinity(0)
+    counts = tuple(replicas.parse_counts(args.replicas)) if args.replicas else ()
+    # Normal runs pin the servers to CPU 0 and h2load to CPU 1. With several replicas, one CPU
+    # for all of them would measure them queueing for it: unpinned unless asked.
+    server_cpu = args.server_cpu if args.server_cpu is not None else (None if counts else 0)
+    load_cpu = args.load_cpu if args.load_cpu is not None else (None if counts else 1)
+    only = names(args.only) or (frozenset(replicas.DEFAULT_RPCS) if counts else frozenset())
     return Settings(
         store=store,
         rounds=args.rounds,
         load=h2load.Load(args.connections, args.streams, seconds, args.requests),
         warmup_seconds=args.warmup or (0.5 if quick else 1.0),
         spec=spec,
-        server_cpu=args.server_cpu if args.server_cpu in cpus else None,
-        load_cpu=args.load_cpu if args.load_cpu in cpus else None,
-        only=names(args.only),
+        server_cpu=server_cpu if server_cpu in cpus else None,
+        load_cpu=load_cpu if load_cpu in cpus else None,
+        only=only,
         skip=names(args.skip),
         noisy_retries=args.noisy_retries,
         service_env=service_env(args),
+        replicas=counts,
     )
 
 
@@ -249,6 +307,8 @@ def measure_case(
 
 def run(args: argparse.Namespace) -> int:
     s = settings_of(args)
+    if s.replicas:
+        return run_replicas(args, s)
     code = CodeUnderTest(Path(args.server_root).resolve(), sys.executable)
     if args.database_url:
         db = Database.from_url(args.database_url)
@@ -329,9 +389,217 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.cleanup()
         if succeeded:
-            for leftover in sorted(work.glob("*")):
-                leftover.unlink(missing_ok=True)
-            work.rmdir()
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"server logs kept in {work}")
+    return 0
+
+
+# ---- --replicas ---------------------------------------------------------------------------------
+
+
+def start_replicas(code: CodeUnderTest, database_url: str, n: int, s: Settings, work: Path) -> list[ServerProcess]:
+    """N seat servers on one database, started at once (PostgreSQL lets several start together),
+    each with a log directory of its own and its own metrics address; all stopped if one fails."""
+    dirs = [work / f"n{n}-replica{i + 1}" for i in range(n)]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    with futures.ThreadPoolExecutor(max_workers=n) as pool:
+        jobs = [pool.submit(start_service, code, database_url, s.server_cpu, d, s.service_env) for d in dirs]
+    started: list[ServerProcess] = []
+    failures: list[BaseException] = []
+    for job in jobs:
+        try:
+            started.append(job.result())
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        for server in started:
+            server.stop()
+        raise failures[0]
+    for i, server in enumerate(started):
+        server.name = f"seat server replica {i + 1}/{n}"
+    return started
+
+
+def measure_replicas_case(
+    case: Case,
+    group: list[ServerProcess],
+    s: Settings,
+    work: Path,
+    budget: RetryBudget,
+    discarded: list[replicas.ReplicaRound],
+) -> replicas.ReplicasResult:
+    """One RPC on len(group) replicas: a preflight on each, a warm-up of all together, then
+    the rounds. The probe account's arm only: one line per RPC and replica count."""
+    n = len(group)
+    arm = next((a for a in case.arms if a.scale == ""), case.arms[0])
+    loads = replicas.split_load(s.load, n)
+    result = replicas.ReplicasResult(case.name, case.kind, n, loads)
+    for server in group:
+        status = preflight(server, arm.request(-1))
+        if status != "OK":
+            result.skipped = f"{server.name} answered {status}"
+            log(f"{case.name} on {n}: skipped, {result.skipped}")
+            return result
+    warm = [h2load.Load(x.connections, x.streams, s.warmup_seconds) for x in loads]
+    # request(-1): the warm-up's own account for writes.
+    replicas.measure_round(group, [arm.request(-1)] * n, warm, case.name, -1, work, s.load_cpu)
+    for k in range(s.rounds):
+        # Writes: an account per replica and round (request(i) picks purchase account i), reads
+        # the same request on every replica.
+        probes = [arm.request(k * n + i) for i in range(n)]
+        r = replicas.measure_round(group, probes, loads, case.name, k, work, s.load_cpu)
+        while r.noisy and budget.take():  # another program took CPU: measure this round again
+            log(f"{case.name} on {n} round {k + 1}: other programs used {r.cores['other']:.2f} cores; again")
+            discarded.append(r)
+            retry = replicas.measure_round(group, probes, loads, case.name, k, work, s.load_cpu)
+            r = retry if retry.cores["other"] < r.cores["other"] else r
+        result.rounds.append(r)
+        per = "/".join(f"{x:,.0f}" for x in r.per_replica)
+        flag = "" if r.verified else " (unverified)"
+        bad = f" non-OK {r.non_ok}" if r.non_ok else ""
+        silent = f" SILENT replica(s) {r.silent_replicas}" if r.silent_replicas else ""
+        noisy = f" NOISY (other programs {r.cores['other']:.2f} cores)" if r.noisy else ""
+        log(
+            f"{case.name} on {n} round {k + 1}/{s.rounds}: {r.calls_per_s:,.0f} calls/s ({per}){flag}, "
+            f"busy {r.busy_share:.0%}{bad}{silent}{noisy}"
+        )
+    return result
+
+
+def run_replicas(args: argparse.Namespace, s: Settings) -> int:
+    """--replicas: seeds the data set through one server, then for each N starts N replicas on
+    the same schema, measures the chosen RPCs on all of them together, and stops them."""
+    code = CodeUnderTest(Path(args.server_root).resolve(), sys.executable)
+    db = Database.from_url(args.database_url) if args.database_url else Database.fresh_postgres()
+    started = dt.datetime.now(dt.UTC)
+    work = Path(tempfile.mkdtemp(prefix="seats-bench-run-"))
+    results: list[replicas.ReplicasResult] = []
+    discarded: list[replicas.ReplicaRound] = []
+    notes: list[str] = []
+    logs: dict[str, list[dict[str, Any]]] = {}
+    affinity: dict[str, list[list[int]]] = {}
+    most = max(s.replicas)
+    cpus = os.cpu_count() or 1
+    succeeded = False
+    log(f"code under test: {code.root} ({code.revision or 'no git'}); database {db.label}; replicas {s.replicas}")
+    if s.service_env:
+        notes.append(f"seat server settings: {s.service_env}")
+    for line in replicas.reading_notes(cpus, most, s.server_cpu is not None):
+        log(line)
+    try:
+        db.claim_schema()
+        migrate(code, db.url, work)
+        seeder_dir = work / "seeding"
+        seeder_dir.mkdir()
+        seeder = start_service(code, db.url, s.server_cpu, seeder_dir, s.service_env)
+        with running([seeder]):
+            log(
+                f"seeding {s.spec.accounts:,} accounts, {s.spec.users:,} users "
+                f"(one account of {s.spec.big_users:,}, the others {s.spec.small_users:,})"
+            )
+            data = seed(db, seeder.target, s.spec, purchase_accounts=s.rounds * most + 1)
+            log(f"seeded in {data.seconds:.1f} s: {data.users:,} users, {data.assignments:,} seats assigned")
+        # The seeding server is stopped: the replicas start after the import, with no copy from before it.
+        cases = [c for c in build_cases(data) if c.name in s.only and c.name not in s.skip]
+        unknown = s.only - {c.name for c in build_cases(data)}
+        if unknown:
+            notes.append(f"--only names no such RPC: {', '.join(sorted(unknown))}")
+        budget = RetryBudget(s.noisy_retries)
+        for n in s.replicas:
+            split = replicas.split_load(s.load, n)
+            log(
+                f"{n} replica(s): each driven by h2load "
+                + ", ".join(f"-c {x.connections} -m {x.streams}" for x in split)
+            )
+            group = start_replicas(code, db.url, n, s, work)
+            with running(group):
+                for server in group:
+                    why = metrics_available(server)
+                    if why:
+                        notes.append(f"{server.name}: {why}; its answers are counted by h2load (UNVERIFIED)")
+                        log(f"!!! {notes[-1]}")
+                for case in cases:
+                    results.append(measure_replicas_case(case, group, s, work / f"n{n}-h2load", budget, discarded))
+                affinity[str(n)] = [server.affinity() for server in group]
+                logs[str(n)] = [server.log_summary() for server in group]
+        finished = dt.datetime.now(dt.UTC)
+        how = f"{s.load.requests} requests" if s.load.requests else f"{s.load.seconds:g} s"
+        pinning = (f"replicas on CPU {s.server_cpu}" if s.server_cpu is not None else "replicas not pinned") + (
+            f", h2load on CPU {s.load_cpu}" if s.load_cpu is not None else ", h2load not pinned"
+        )
+        title = (
+            f"seats {code.revision} on {s.store} ({db.label}), {cpus} cores: N replicas on one schema, one h2load "
+            f"per replica (-c {s.load.connections} -m {s.load.streams} split between them), {pinning}; "
+            f"median of {s.rounds} rounds of {how}"
+        )
+        print()
+        print(replicas.table(results, title))
+        print()
+        print(
+            "even: the slowest replica's calls/s over the fastest's; busy: the machine's CPUs over the round; "
+            "cores: replicas / PostgreSQL (backends + background) / load (h2load + the bench) / other programs"
+        )
+        for line in replicas.reading_notes(cpus, most, s.server_cpu is not None):
+            print(line)
+        for count, summaries in logs.items():
+            bad = [x["warnings_and_errors"] for x in summaries]
+            levels = [x["levels"] for x in summaries]
+            print(f"replica logs with {count}: {levels}" + (f"; warnings/errors: {bad}" if any(bad) else ""))
+        warnings = replicas.warnings(results)
+        for line in notes + warnings:
+            print(line)
+        shown = [a for a in results if not a.skipped]
+        document = {
+            "started": started.isoformat(),
+            "finished": finished.isoformat(),
+            "mode": "replicas",
+            "store": s.store,
+            "database": db.label,
+            "code_under_test": {"root": str(code.root), "commit": code.revision},
+            "machine": {"cpus": cpus, "python": platform.python_version(), "platform": platform.platform()},
+            "service_settings": s.service_env,
+            "replica_counts": list(s.replicas),
+            "load": {
+                **asdict(s.load),
+                "split": {str(n): [asdict(x) for x in replicas.split_load(s.load, n)] for n in s.replicas},
+                "rounds": s.rounds,
+                "warmup_seconds": s.warmup_seconds,
+                "h2load_cpu": s.load_cpu,
+                "server_cpu": s.server_cpu,
+                "affinity": affinity,
+            },
+            "data_set": {
+                **asdict(s.spec),
+                "users_total": data.users,
+                "assignments": data.assignments,
+                "seed_seconds": round(data.seconds, 2),
+                "probe_account": data.probe.account_id,
+                "purchase_accounts": [a.account_id for a in data.purchase_accounts],
+            },
+            "answers_verified": all(a.verified for a in shown),
+            "every_replica_answered": not any(a.silent_replicas for a in shown),
+            "non_ok_answers": {f"{a.rpc} x{a.replicas}": a.non_ok for a in shown if a.non_ok},
+            "notes": notes + warnings,
+            "reading": replicas.reading_notes(cpus, most, s.server_cpu is not None),
+            "discarded_noisy_rounds": [r.to_json() for r in discarded],
+            "server_logs": logs,
+            "results": [a.to_json() for a in results],
+        }
+        out = Path(args.out) if args.out else RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-replicas.json"
+        report.write_json(out, document)
+        chart_title = (
+            f"seats {code.revision}: N replicas on one PostgreSQL, {cpus} cores "
+            f"(h2load -c {s.load.connections} -m {s.load.streams} split, median of {s.rounds} rounds)"
+        )
+        replicas.chart(out.with_suffix(".png"), results, chart_title, cpus)
+        print(f"\nresults: {out}\nchart:   {out.with_suffix('.png')}")
+        succeeded = True
+    finally:
+        db.cleanup()
+        if succeeded:
+            shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"server logs kept in {work}")
     return 0
