@@ -87,7 +87,7 @@ run: migrate
 	$(BIN)/python -m service.server serve $(SERVER_FLAGS)
 
 lint: protos
-	$(BIN)/ruff check service tests clients/python/seats bench
+	$(BIN)/ruff check service tests clients/python/seats bench examples
 	$(BIN)/mypy
 
 # PostgreSQL tests run when SEATS_TEST_POSTGRES_URL is set (e.g. postgresql://postgres@127.0.0.1:5432/test).

@@ -45,7 +45,7 @@ class EventListener:
     ) -> None:
         self._connect = connect
         self.channel = channel
-        self._on_account = on_account
+        self._on_account = [on_account]
         self._on_gap = on_gap
         self._stop = threading.Event()
         self._conn: Any = None
@@ -63,6 +63,10 @@ class EventListener:
         # named for pg_stat_activity: an operator sees which sessions are listeners
         params = dict(db.connect_params) | {"application_name": f"seats listener {channel}"[:63]}
         return cls(lambda: psycopg2.connect(dbname=database, **params), channel, on_account, on_gap)
+
+    def also_notify(self, fn: Callable[[str], None]) -> None:
+        """Calls fn(account_id) too, for each notification (before start)."""
+        self._on_account.append(fn)
 
     def start(self) -> None:
         self._thread.start()
@@ -115,7 +119,8 @@ class EventListener:
                 seen.add(notify.payload)
             for account_id in seen:  # one wake per account, however many commits it had
                 self.notifications += 1
-                self._on_account(account_id)
+                for fn in self._on_account:
+                    fn(account_id)
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

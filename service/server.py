@@ -33,6 +33,7 @@ from .domain.seats import SeatDomain
 from .events import EventHub
 from .listener import EventListener
 from .observe import Metrics, register
+from .relay import Relay, start_relay
 from .servicers.common import Replay
 from .servicers.seat_service import SeatServicer
 from .servicers.user_service import UserServicer
@@ -100,7 +101,9 @@ class SeatServer:
         pool: admission.WorkerPool | None = None,
         listener: EventListener | None = None,
         standby: StandbyMonitor | None = None,
+        relay: Relay | None = None,
     ) -> None:
+        self.relay = relay
         self.pool = pool
         self.listener = listener
         self.standby = standby
@@ -127,6 +130,8 @@ class SeatServer:
         self.hub.close()
         if self.listener is not None:
             self.listener.stop()
+        if self.relay is not None:
+            self.relay.stop()
         if self.standby is not None:
             self.standby.stop()
         if self.pool is not None:
@@ -346,7 +351,11 @@ def create_server(
         # a session of its own: on the direct URL when database_url goes through a pooler
         direct = open_store(config.direct_database_url) if config.direct_database_url else store
         listener = EventListener.for_database(direct.db, store.notify_channel, hub.publish, hub.publish_all)
-    return SeatServer(server, health_servicer, sweeper, hub, domain, pool, listener, standby), port
+    # last: a create_server that fails leaves no relay thread holding the leader lock
+    relay = start_relay(config, store, registry=metrics.registry)  # None without --nats-url
+    if relay is not None and listener is not None:
+        listener.also_notify(lambda _account_id: relay.wake())  # commits of the other replicas
+    return SeatServer(server, health_servicer, sweeper, hub, domain, pool, listener, standby, relay), port
 
 
 def _standby(config: Config, store: Store) -> StandbyMonitor | None:

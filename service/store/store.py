@@ -333,11 +333,15 @@ class Sql:
         )
         self.purge_requests = self.q("DELETE FROM request_records WHERE create_time < ?")
         self.insert_outbox = self.q("INSERT INTO event_outbox (account_id, sequence) VALUES (?, ?)")
-        # What a relay sends next: the oldest events left, in sequence order per account.
+        # What a relay sends next: the oldest events of each account, in sequence order, at most
+        # a share per account, starting with the accounts after the one the last batch ended on
+        # (round robin: an account with a long backlog cannot hold the others back).
         self.outbox_batch = self.q(
-            f"SELECT o.account_id, {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} "
-            "FROM event_outbox o JOIN seat_events e ON e.account_id = o.account_id AND e.sequence = o.sequence "
-            "ORDER BY o.account_id, o.sequence LIMIT ?"
+            f"SELECT w.account_id, {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} FROM ("
+            "SELECT account_id, sequence, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY sequence) AS n "
+            "FROM event_outbox) w "
+            "JOIN seat_events e ON e.account_id = w.account_id AND e.sequence = w.sequence "
+            "WHERE w.n <= ? ORDER BY w.account_id <= ?, w.account_id, w.sequence LIMIT ?"
         )
         self.outbox_done = self.q("DELETE FROM event_outbox WHERE account_id = ? AND sequence <= ?")
         self.outbox_size = self.q(
@@ -1158,10 +1162,12 @@ class Store:
 
     # ---- the outbox (events for a message bus) -------------------------------------------
 
-    def outbox_batch(self, limit: int) -> list[tuple[str, Event]]:
-        """Up to limit events the relay has yet to publish, with their accounts, in sequence
-        order within each account."""
-        return [(r[0], self._event(r[1:])) for r in self._rows(self.sql.outbox_batch, (limit,))]
+    def outbox_batch(self, limit: int, after_account: str = "", per_account: int = 50) -> list[tuple[str, Event]]:
+        """Up to limit events the relay has yet to publish, with their accounts: for each
+        account its oldest ones (per_account at most), in sequence order, accounts after
+        after_account first, then from the start."""
+        rows = self._rows(self.sql.outbox_batch, (per_account, after_account, limit))
+        return [(r[0], self._event(r[1:])) for r in rows]
 
     def outbox_done(self, account_id: str, through: int) -> None:
         """Forgets the account's outbox rows up to sequence through: the bus has them."""

@@ -194,3 +194,37 @@ def test_migration_2_upgrades_a_version_1_database(backend: str, tmp_path_factor
     finally:
         old.drop_schema()
         old.close()
+
+
+def test_the_outbox_gives_each_account_its_oldest_events_in_turn(store: Store) -> None:
+    """The relay's batches: per account a prefix of its events in sequence order (never n+1
+    without n), at most per_account of them, starting after the account the last batch ended
+    on, so that one account with a long backlog cannot hold the others back."""
+    store.outbox = True
+    backlog = {"acc_a": 7, "acc_b": 2, "acc_c": 3}
+    for account_id, count in backlog.items():
+        make_account(store, account_id)
+
+        def append(account_id: str = account_id, count: int = count) -> None:
+            locked = store.get_account(account_id, lock=True)
+            assert locked is not None
+            store.append_events(locked, [Event(EventType.TERM_RENEWED, "system", NOW) for _ in range(count)])
+
+        store.write(append)
+
+    def batch(limit: int, after: str = "") -> list[tuple[str, int]]:
+        return [(a, e.sequence) for a, e in store.read(lambda: store.outbox_batch(limit, after, per_account=3))]
+
+    assert batch(100) == [
+        ("acc_a", 1),
+        ("acc_a", 2),
+        ("acc_a", 3),
+        ("acc_b", 1),
+        ("acc_b", 2),
+        *[("acc_c", n) for n in (1, 2, 3)],
+    ]
+    assert batch(4, after="acc_a") == [("acc_b", 1), ("acc_b", 2), ("acc_c", 1), ("acc_c", 2)]
+    assert batch(5, after="acc_c") == [("acc_a", 1), ("acc_a", 2), ("acc_a", 3), ("acc_b", 1), ("acc_b", 2)]
+    store.write(lambda: store.outbox_done("acc_a", 3))
+    assert batch(2) == [("acc_a", 4), ("acc_a", 5)]
+    assert store.read(store.outbox_backlog)[0] == 9
