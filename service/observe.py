@@ -18,6 +18,11 @@ dashboards and alerts written for them work unchanged. Then the seats' own:
     seats_refusals_total{reason}                     calls answered with an ErrorInfo reason
     seats_store_transaction_seconds{kind}            kind: write (one group commit) | read
     seats_store_group_commit_size                    write calls per group commit (histogram)
+    seats_standby_lag_seconds                        with --read-database-url: how far the standby
+                                                     may be behind (an upper bound)
+    seats_stale_reads_total{target}                  lists and history read on: standby | primary
+    seats_relay_lag_seconds, seats_relay_backlog_events, seats_relay_published_total,
+    seats_relay_failures_total, seats_relay_leader   with --nats-url (service/relay.py)
 
 Labels never name an account or a user: the series stay as many as methods times codes, hubs
 times tiers, reasons. Served on ``--metrics-address`` (off unless set) by prometheus-client's
