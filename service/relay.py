@@ -65,8 +65,9 @@ CONNECT_SECONDS = 5.0
 BATCH = 500
 """Outbox rows read at once."""
 IDLE_SECONDS = 0.2
-"""How long an idle leader waits for a `Relay.wake` before it looks at the outbox again (commits of
-other processes do not wake it)."""
+"""How long an idle leader waits for a `Relay.wake` before it looks at the outbox again. Commits of
+its own process wake it, and on PostgreSQL those of the other processes too (the server hands it
+the listener's notifications); on SQLite other processes' commits wait for this."""
 ELECTION_SECONDS = 1.0
 """How often a follower tries to take the lead, and a leader checks that it still holds it."""
 BACKOFF_FIRST = 0.05
