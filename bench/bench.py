@@ -551,33 +551,12 @@ def run_replicas(args: argparse.Namespace, s: Settings) -> int:
         for line in notes + warnings:
             print(line)
         shown = [a for a in results if not a.skipped]
-        document = {
-            "started": started.isoformat(),
-            "finished": finished.isoformat(),
-            "mode": "replicas",
-            "store": s.store,
-            "database": db.label,
-            "code_under_test": {"root": str(code.root), "commit": code.revision},
-            "machine": {"cpus": cpus, "python": platform.python_version(), "platform": platform.platform()},
-            "service_settings": s.service_env,
-            "replica_counts": list(s.replicas),
-            "load": {
-                **asdict(s.load),
-                "split": {str(n): [asdict(x) for x in replicas.split_load(s.load, n)] for n in s.replicas},
-                "rounds": s.rounds,
-                "warmup_seconds": s.warmup_seconds,
-                "h2load_cpu": s.load_cpu,
-                "server_cpu": s.server_cpu,
-                "affinity": affinity,
-            },
-            "data_set": {
-                **asdict(s.spec),
-                "users_total": data.users,
-                "assignments": data.assignments,
-                "seed_seconds": round(data.seconds, 2),
-                "probe_account": data.probe.account_id,
-                "purchase_accounts": [a.account_id for a in data.purchase_accounts],
-            },
+        document = run_header(s, code, db, data, affinity, started, finished)
+        document["mode"] = "replicas"
+        document["replica_counts"] = list(s.replicas)
+        document["load"]["split"] = {str(n): [asdict(x) for x in replicas.split_load(s.load, n)] for n in s.replicas}
+        document["data_set"]["purchase_accounts"] = [a.account_id for a in data.purchase_accounts]
+        document |= {
             "answers_verified": all(a.verified for a in shown),
             "every_replica_answered": not any(a.silent_replicas for a in shown),
             "non_ok_answers": {f"{a.rpc} x{a.replicas}": a.non_ok for a in shown if a.non_ok},
@@ -633,20 +612,17 @@ def print_report(
         print(line)
 
 
-def result_document(
+def run_header(
     s: Settings,
     code: CodeUnderTest,
     db: Database,
     data: DataSet,
-    results: list[report.ArmResult],
-    memory: dict[str, dict[str, int]],
-    notes: list[str],
-    affinity: dict[str, list[int]],
-    logs: dict[str, Any],
+    affinity: dict[str, Any],
     started: dt.datetime,
     finished: dt.datetime,
-    discarded: list[Round],
 ) -> dict[str, Any]:
+    """What every result document says of its run: when, what code on which store and machine,
+    the load and the data set."""
     return {
         "started": started.isoformat(),
         "finished": finished.isoformat(),
@@ -669,8 +645,27 @@ def result_document(
             "assignments": data.assignments,
             "seed_seconds": round(data.seconds, 2),
             "probe_account": data.probe.account_id,
-            "big_account": data.big.account_id,
         },
+    }
+
+
+def result_document(
+    s: Settings,
+    code: CodeUnderTest,
+    db: Database,
+    data: DataSet,
+    results: list[report.ArmResult],
+    memory: dict[str, dict[str, int]],
+    notes: list[str],
+    affinity: dict[str, list[int]],
+    logs: dict[str, Any],
+    started: dt.datetime,
+    finished: dt.datetime,
+    discarded: list[Round],
+) -> dict[str, Any]:
+    document = run_header(s, code, db, data, affinity, started, finished)
+    document["data_set"]["big_account"] = data.big.account_id
+    return document | {
         "answers_verified": all(a.verified for a in results if not a.skipped),
         "non_ok_answers": {a.label: a.non_ok for a in results if a.non_ok},
         "notes": notes + report.warnings(results),
