@@ -14,10 +14,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from tests.served import free_port, wait_started
 
 NATS_SERVER = Path("/usr/sbin/nats-server")
 """Debian's nats-server; one on PATH is used when it is not there."""
@@ -39,13 +40,6 @@ def nats_server_available() -> str | None:
     if nats_server_binary() is None:
         return f"nats-server is neither at {NATS_SERVER} nor on PATH (Debian package nats-server)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _greets(port: int) -> bool:
@@ -71,7 +65,7 @@ class NatsServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.store = folder / "jetstream"
         self.log = folder / "nats-server.log"
-        self.port = port if port is not None else _free_port()
+        self.port = port if port is not None else free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -93,14 +87,8 @@ class NatsServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_SECONDS
-        while not _greets(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}:\n{self._log_tail()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"nats-server did not answer on port {self.port}:\n{self._log_tail()}")
-            time.sleep(0.02)
+        port = self.port
+        wait_started(self.process, lambda: _greets(port), "nats-server", self._log_tail, self.kill, START_SECONDS)
 
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

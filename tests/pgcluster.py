@@ -36,6 +36,8 @@ from urllib.parse import quote, urlencode
 
 import psycopg2
 
+from tests.served import free_port, wait_started
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 """The machine's PostgreSQL 15 binaries (Debian's postgresql-15)."""
 PG_BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
@@ -142,14 +144,6 @@ def _workdir(tmp: Path, prefix: str) -> tuple[Path, bool]:
     folder.chmod(0o755)
     _give_to_os_user(folder)
     return folder, not inside
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 nobody listens on now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _port_answers(port: int) -> bool:
@@ -512,14 +506,8 @@ class PgBouncer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_SECONDS
-        while not _port_answers(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited with {self.process.returncode}:\n{self._logs()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"pgbouncer did not answer on port {self.port}:\n{self._logs()}")
-            time.sleep(0.02)
+        port = self.port
+        wait_started(self.process, lambda: _port_answers(port), "pgbouncer", self._logs, self.stop, START_SECONDS)
 
     def _logs(self) -> str:
         parts = []

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +83,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_started(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    what: str,
+    logs: Callable[[], str],
+    give_up: Callable[[], None],
+    timeout: float = START_SECONDS,
+) -> None:
+    """Waits until ready() for a helper process the tests started (a PgBouncer, a NATS server);
+    fails with its logs as soon as it exits, or at the deadline (after give_up(), which stops it)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{logs()}")
+        if time.monotonic() > deadline:
+            give_up()
+            raise TimeoutError(f"{what} did not answer within {timeout}s:\n{logs()}")
+        time.sleep(0.02)
+
+
 def server_env() -> dict[str, str]:
     """The test runner's environment without SEATS_* settings, so only the flags configure the server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEATS_")}
@@ -115,9 +135,7 @@ def launch(
 
 
 def health_status(channel: grpc.Channel, service: str = "", timeout: float = CALL_SECONDS) -> int:
-    response = health_check(channel)(
-        health_pb2.HealthCheckRequest(service=service), timeout=timeout
-    )
+    response = health_check(channel)(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
     return int(response.status)
 
 
