@@ -1,5 +1,7 @@
 """Versioned schema migrations. Each version is applied once, in order, in its own
-transaction; the constraints back the rules (I1, I2, I3, S10, S16)."""
+transaction; the constraints back the rules (I1, I2, I3, S10, S16). On PostgreSQL a migration
+may build indexes before its transaction and run idempotent statements after it, outside one,
+so that a change of keys on a live database never holds a table's lock for an index build."""
 
 from __future__ import annotations
 
@@ -19,6 +21,14 @@ class Migration:
     statements: tuple[str, ...] = ()
     sqlite: tuple[str, ...] = ()
     postgres: tuple[str, ...] = ()
+    postgres_indexes: tuple[tuple[str, str], ...] = ()
+    """PostgreSQL indexes built before the migration's transaction, without blocking writes:
+    (name, ``CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS name ...``). A build that failed
+    half way leaves an invalid index; the store drops it and builds again."""
+    postgres_after: tuple[str, ...] = ()
+    """PostgreSQL statements run after the transaction, outside one, at every migrate: each must
+    be idempotent (``VALIDATE CONSTRAINT`` of a foreign key added NOT VALID, say), so that a
+    process that died between the commit and them leaves them to the next start."""
 
     def statements_for(self, dialect: str) -> tuple[str, ...]:
         """The statements to run on dialect, in order. An unknown dialect is an error rather
@@ -191,18 +201,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         # the statements of replicas still running the previous release while this one
         # migrates at start. Its distribution column is `scope`.
         #
-        # PostgreSQL switches the keys in place: the new unique indexes are built first, then
-        # each primary key moves onto its index in one statement (users needs a new index too:
-        # PRIMARY KEY USING INDEX takes no index a constraint owns, as its UNIQUE's is). The
-        # foreign key from seat_assignments is bound to users' UNIQUE (account_id, user_id) and
-        # keeps it from being dropped; so the foreign key is dropped, that constraint (now the
-        # primary key's twin) goes, and the foreign key is made again on the same columns, with
-        # the same (default) actions, where the only index it can bind to is the new primary
-        # key. seat_assignments_account has the new primary key's columns and goes too.
+        # PostgreSQL switches the keys in place, safe on a live database: the new unique
+        # indexes are built first, CONCURRENTLY, outside the transaction (writes go on while
+        # they build); then, in the transaction, each primary key moves onto its index in one
+        # statement (users needs a new index too: PRIMARY KEY USING INDEX takes no index a
+        # constraint owns, as its UNIQUE's is). The foreign key from seat_assignments is bound
+        # to users' UNIQUE (account_id, user_id) and keeps it from being dropped; so the foreign
+        # key is dropped, that constraint (now the primary key's twin) goes, and the foreign key
+        # is made again on the same columns, with the same (default) actions, where the only
+        # index it can bind to is the new primary key: NOT VALID, so that the transaction, which
+        # holds the tables' locks, scans nothing; it is validated after the commit, under a lock
+        # that lets writes go on (the rows it checks were checked by the old key all along, and
+        # new rows are checked from the start). seat_assignments_account has the new primary
+        # key's columns and goes too. The transaction itself only moves catalog entries: the
+        # tables are locked for milliseconds, not for an index build.
+        postgres_indexes=(
+            (
+                "users_account_user",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_account_user ON users (account_id, user_id)",
+            ),
+            (
+                "seat_assignments_account_user_hub",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS seat_assignments_account_user_hub "
+                "ON seat_assignments (account_id, user_id, hub)",
+            ),
+            (
+                "charges_account_charge",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS charges_account_charge "
+                "ON charges (account_id, charge_id)",
+            ),
+        ),
         postgres=(
-            "CREATE UNIQUE INDEX users_account_user ON users (account_id, user_id)",
-            "CREATE UNIQUE INDEX seat_assignments_account_user_hub ON seat_assignments (account_id, user_id, hub)",
-            "CREATE UNIQUE INDEX charges_account_charge ON charges (account_id, charge_id)",
             "ALTER TABLE users DROP CONSTRAINT users_pkey, "
             "ADD CONSTRAINT users_pkey PRIMARY KEY USING INDEX users_account_user",
             "ALTER TABLE seat_assignments DROP CONSTRAINT seat_assignments_pkey, "
@@ -212,9 +241,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE seat_assignments DROP CONSTRAINT seat_assignments_account_id_user_id_fkey",
             "ALTER TABLE users DROP CONSTRAINT users_account_id_user_id_key",
             "ALTER TABLE seat_assignments ADD CONSTRAINT seat_assignments_account_id_user_id_fkey "
-            "FOREIGN KEY (account_id, user_id) REFERENCES users (account_id, user_id)",
+            "FOREIGN KEY (account_id, user_id) REFERENCES users (account_id, user_id) NOT VALID",
             "DROP INDEX seat_assignments_account",
         ),
+        postgres_after=("ALTER TABLE seat_assignments VALIDATE CONSTRAINT seat_assignments_account_id_user_id_fkey",),
         # SQLite cannot alter a primary key: the tables are rebuilt (same columns, CHECKs and
         # foreign keys; the ids are NOT NULL, as PostgreSQL's primary keys made them), in this
         # migration's transaction, with foreign keys enforced throughout. The order matters:

@@ -808,11 +808,36 @@ class Store:
 
     def _apply_migrations(self, target: int | None) -> list[int]:
         applied: list[int] = []
+        done = self._applied_versions()
         for migration in MIGRATIONS:
             if target is not None and migration.version > target:
                 break
+            if self.dialect == "postgres" and migration.version not in done:
+                for name, statement in migration.postgres_indexes:
+                    self._build_index(name, statement)
             applied += self.write(functools.partial(self._migrate_step, migration))
+            if self.dialect == "postgres":
+                for statement in migration.postgres_after:
+                    self.db.execute_sql(statement)
         return applied
+
+    def _applied_versions(self) -> set[int]:
+        M = self.m.SchemaMigration
+        return {row.version for row in M.select(M.version)}
+
+    def _build_index(self, name: str, statement: str) -> None:
+        """Builds an index CONCURRENTLY, outside a transaction: the table takes writes all the
+        while. A build that failed (or whose process died) left an invalid index of that name,
+        which IF NOT EXISTS would keep: it is dropped and built again."""
+        invalid = self.db.execute_sql(
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = %s AND pg_table_is_visible(c.oid) AND NOT i.indisvalid",
+            (name,),
+        ).fetchone()
+        if invalid:
+            log.warning("dropping an index a failed build left", extra={"index": name})
+            self.db.execute_sql(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        self.db.execute_sql(statement)
 
     def _migrate_step(self, migration: Migration | None) -> list[int]:
         """In a write transaction: makes the bookkeeping table (None), or applies one migration
