@@ -791,11 +791,11 @@ class Store:
 
     def migrate(self, target: int | None = None) -> list[int]:
         """Applies the migrations not applied yet (up to ``target``, default all); returns their
-        versions. Safe to run from several processes at once: on PostgreSQL they queue on an
-        advisory lock; on SQLite each migration re-checks, inside its IMMEDIATE transaction,
+        versions. Safe to run from several processes at once: on PostgreSQL they take turns on
+        an advisory lock; on SQLite each migration re-checks, inside its IMMEDIATE transaction,
         whether another process applied it first."""
         if self.dialect == "postgres":
-            self.db.execute_sql("SELECT pg_advisory_lock(%s)", (PG_ADVISORY_MIGRATION_LOCK,))
+            self._take_migration_lock()
         timeout, self.statement_timeout_ms = self.statement_timeout_ms, 0  # a migration may take long
         try:
             if self.schema:
@@ -805,6 +805,19 @@ class Store:
             self.statement_timeout_ms = timeout
             if self.dialect == "postgres":
                 self.db.execute_sql("SELECT pg_advisory_unlock(%s)", (PG_ADVISORY_MIGRATION_LOCK,))
+
+    def _take_migration_lock(self) -> None:
+        """Takes the migration lock, waiting for another process that holds it. It is tried,
+        not waited on in the database: a session that waits on a lock keeps its statement's
+        transaction open, and CREATE INDEX CONCURRENTLY in the holder waits for every open
+        transaction to end, so two replicas starting together would deadlock."""
+        waited = 0.0
+        while not self.db.execute_sql("SELECT pg_try_advisory_lock(%s)", (PG_ADVISORY_MIGRATION_LOCK,)).fetchone()[0]:
+            if waited == 0.0:
+                log.info("waiting for another process's migrations")
+            pause = min(0.2, 0.01 + waited / 10)
+            time.sleep(pause)
+            waited += pause
 
     def _apply_migrations(self, target: int | None) -> list[int]:
         applied: list[int] = []

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
-from seats import AsyncSeatsClient, SeatsClient, cli
+from seats import AsyncSeatsClient, SeatsClient, cli, errors
 from seats._retry import safe_to_retry
 from seats.client import channel_target
 from seats.v1 import resources_pb2, seat_service_pb2
@@ -383,7 +383,9 @@ def test_a_rolling_restart_of_three_replicas_costs_the_balanced_client_no_call(p
     """One replica at a time: SIGTERM, graceful exit (--grace-seconds), a new process on the same
     port. Under a steady load of purchases (request ids) and reads through one client balanced over
     all three, with its deadlines and default retries: no call fails, the load goes on while each
-    replica is down, and every acknowledged purchase is in the database exactly once (I4, I5)."""
+    replica is down, and every acknowledged purchase is in the database exactly once (I4, I5). A
+    watch of the account through the balanced client, resumed by the client whenever its replica
+    stops, receives every event once, in order."""
     began = time.monotonic()
     attempts = Attempts()
     with (
@@ -391,6 +393,17 @@ def test_a_rolling_restart_of_three_replicas_costs_the_balanced_client_no_call(p
         SeatsClient(balanced_target(group), timeout=CALL_SECONDS, interceptors=[attempts]) as system,
     ):
         account, _ = create_account(system, 0)
+        watched: list[int] = []
+        watcher = SeatsClient(balanced_target(group), timeout=CALL_SECONDS).with_actor(account.owner_user_id)
+
+        def watch() -> None:
+            try:
+                for event in watcher.watch_seat_events(account.account_id):
+                    watched.append(event.sequence)
+            except (errors.SeatsError, ValueError):
+                pass  # the watcher's channel is closed at the end
+
+        threading.Thread(target=watch, daemon=True).start()
         load = Load(system.with_actor(account.owner_user_id), account.account_id, account.owner_user_id)
         before = [r.handled_calls("PurchaseSeats") for r in group]
         load.start()
@@ -426,6 +439,11 @@ def test_a_rolling_restart_of_three_replicas_costs_the_balanced_client_no_call(p
 
         with connected(group[0].address) as reader:
             log = replay_log(all_events_of(reader, account.account_id))
+        last = log.events[-1].sequence
+        wait_for(lambda: len(watched) >= last, CALL_SECONDS, "the watch catches up")
+        watcher.close()
+        assert watched == list(range(1, last + 1)), f"the watch missed, repeated or reordered events\n{figures}"
+        with connected(group[0].address) as reader:
             check_final_state(reader, account.account_id, log, figures)
             pools = {(p.hub, p.tier): p for p in system.get_seat_summary(account.account_id).pools}
         purchases = [a for a in answers if a.op == "purchase"]
