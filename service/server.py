@@ -49,8 +49,8 @@ SERVICE_NAMES = (
 
 
 class Sweeper:
-    """Applies due renewals (S5, S9) of accounts nobody touched, and forgets expired
-    request records, every interval."""
+    """Applies due renewals (S5, S9) of accounts nobody touched, reclaims seats idle past their
+    pool's policy, and forgets expired request records, every interval."""
 
     def __init__(self, domain: SeatDomain, store: Store, clock: Clock, interval: float, ttl: timedelta) -> None:
         self.domain, self.store, self.clock = domain, store, clock
@@ -74,9 +74,18 @@ class Sweeper:
             renewed += n
             if n < 100:
                 break
+        reclaimed = 0
+        for _ in range(100):  # seats idle past their pool's policy (UpdateSeatPolicy); the rest next time
+            n = self.domain.reclaim_idle(limit=100)
+            reclaimed += n
+            if n == 0:
+                break
         purged = self.store.write(lambda: self.store.purge_requests(self.clock.now() - self.ttl))
-        if renewed or purged:
-            log.info("sweep", extra={"renewed_accounts": renewed, "purged_request_records": purged})
+        if renewed or purged or reclaimed:
+            log.info(
+                "sweep",
+                extra={"renewed_accounts": renewed, "reclaimed_seats": reclaimed, "purged_request_records": purged},
+            )
         return renewed
 
     def _run(self) -> None:

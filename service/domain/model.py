@@ -49,6 +49,8 @@ class EventType(IntEnum):
     USER_CREATED = 11
     USER_UPDATED = 12
     USER_DELETED = 13
+    SEAT_RECLAIMED = 14
+    SEAT_POLICY_UPDATED = 15
 
 
 class ChargeKind(IntEnum):
@@ -105,6 +107,7 @@ class Pool:
     assigned: int
     pending_removal: int
     version: int = 0
+    idle_reclaim_days: int = 0  # the pool's policy: 0, never; else the sweep unassigns seats idle that long
     dirty: bool = field(default=False, compare=False)
     new: bool = field(default=False, compare=False)
 
@@ -189,6 +192,9 @@ class Assignment:
     hub: Hub
     tier: Tier
     assign_time: datetime
+    last_activity_time: datetime | None = None
+    """Set only where a call reads it (lists, idle seats): activity moves no account version,
+    so copies kept in memory do not carry it."""
 
     @property
     def ref(self) -> SeatRef:
@@ -244,6 +250,7 @@ class PoolView:
     unit_price_minor: int
     currency_code: str
     etag: str
+    idle_reclaim_days: int = 0
 
 
 @dataclass(frozen=True)

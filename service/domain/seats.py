@@ -65,6 +65,11 @@ MAX_ID = 128
 MAX_QUANTITY = 10_000  # seats per call
 MAX_POOL_SEATS = 1_000_000  # seats per pool: counts stay far inside int32
 MAX_RENEWALS_AT_ONCE = 1200  # a hundred years of monthly terms
+ACTIVITY_AHEAD = timedelta(minutes=5)  # how far ahead of the clock an activity time may be (clock skew)
+MIN_IDLE_DAYS = 7  # a seat idle over a weekend is not idle
+MAX_IDLE_DAYS = 3650
+MAX_IDLE_LISTED = 1000  # idle seats an UpdateSeatPolicy answer lists
+RECLAIM_BATCH = 500  # seats one pool gives back per sweep transaction
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_PAST_TERM_START = timedelta(days=10 * 365)  # an account migrated from an older system
 MAX_SEQUENCE = 2**62
@@ -415,7 +420,7 @@ class SeatDomain:
 
     def _view(self, account: Account, pool: Pool) -> PoolView:
         price = self.prices.price(pool.hub, pool.tier)
-        return PoolView(
+        return PoolView(  # idle_reclaim_days last
             pool.hub,
             pool.tier,
             pool.included,
@@ -427,6 +432,7 @@ class SeatDomain:
             price.seat_month_minor,
             account.currency_code,
             pool.etag,
+            pool.idle_reclaim_days,
         )
 
     def _views(self, unit: Unit) -> list[PoolView]:
@@ -950,22 +956,126 @@ class SeatDomain:
         )
 
     def list_assignments(
-        self, call: Call, account_id: str, hub: Hub | None, tier: Tier | None, size: int, token: str
+        self,
+        call: Call,
+        account_id: str,
+        hub: Hub | None,
+        tier: Tier | None,
+        size: int,
+        token: str,
+        idle_since: datetime | None = None,
     ) -> Page[Assignment]:
+        """Seats by user then hub, with each seat's last activity. Activity moves no account
+        version (it is recorded without the account's lock, see record_seat_activity), so these
+        pages are read each time rather than kept with the version."""
         limit = paging.page_size(size)
-        filters = ["assignments", account_id, hub, tier]
+        filters = ["assignments", account_id, hub, tier, to_token_time(idle_since)]
         key = paging.decode_token(token, filters)
         after = _assignment_key(key) if key is not None else None
         snapshot = self._state(call, account_id)[0]
 
         def load(store: SeatStore) -> Page[Assignment]:
-            rows = store.list_assignments(account_id, after, limit + 1, hub, tier)
+            rows = store.list_assignments(account_id, after, limit + 1, hub, tier, idle_since)
             more = len(rows) > limit
             rows = rows[:limit]
             next_token = paging.encode_token([rows[-1].user_id, int(rows[-1].hub)], filters) if more else None
             return Page(rows, next_token)
 
-        return self._at_version(snapshot, ("assignments", after, limit, hub, tier), load)
+        return self.store.stale_read(snapshot.account.account_id, load)[1]
+
+    # ---- seat activity and idle seats ---------------------------------------------------
+
+    def record_seat_activity(
+        self, call: Call, account_id: str, reports: list[tuple[str, Hub | None, datetime | None]]
+    ) -> tuple[int, int]:
+        """Moves each reported seat's last activity forward (never back, never before the seat
+        was given); returns (seats moved, reports skipped). No rule reads activity inside a
+        write, so it takes no account lock and appends no event: it is a counter the sweep and
+        the lists read, cheap enough to report on every use. Needs account access."""
+        if not reports:
+            raise invalid("activities", "report at least one activity")
+        check_count("activities", len(reports), "activities")
+        limit = self.clock.now() + ACTIVITY_AHEAD
+        latest: dict[tuple[str, Hub], datetime] = {}
+        for i, (user_id, hub, used) in enumerate(reports):
+            check_id(f"activities[{i}].user_id", user_id)
+            if hub is None:
+                raise invalid(f"activities[{i}].hub", "required")
+            if used is None:
+                raise invalid(f"activities[{i}].activity_time", "required")
+            if used > limit:
+                raise invalid(f"activities[{i}].activity_time", "is in the future")
+            key = (user_id, hub)
+            if key not in latest or latest[key] < used:
+                latest[key] = used
+        snapshot, known = self._state(call, account_id)
+        self._require(known.users.get(call.actor) if call.actor else None, Permission.ACCOUNT_ACCESS, "record activity")
+        batch = [(u, h, t) for (u, h), t in latest.items()]
+        moved = self.store.write(lambda: self.store.record_activity(snapshot.account.account_id, batch))
+        return moved, len(reports) - moved
+
+    def update_seat_policy(
+        self, call: Call, account_id: str, hub: Hub, tier: Tier, idle_reclaim_days: int, *, validate_only: bool
+    ) -> tuple[PoolView, list[Assignment]]:
+        """Sets a pool's idle-reclaim policy (an event when it changes) and answers the seats
+        idle that long now, which the sweep would reclaim; validate_only changes nothing."""
+        days = idle_reclaim_days
+        if days != 0 and not MIN_IDLE_DAYS <= days <= MAX_IDLE_DAYS:
+            raise invalid("idle_reclaim_days", f"must be 0 (never reclaim) or {MIN_IDLE_DAYS} to {MAX_IDLE_DAYS} days")
+
+        def work(unit: Unit) -> tuple[PoolView, list[Assignment]]:
+            pool = self._pool(unit, hub, tier)
+            if pool.idle_reclaim_days != days:
+                pool.idle_reclaim_days = days
+                pool.touch()
+                unit.event(EventType.SEAT_POLICY_UPDATED, pool, quantity=days)
+            idle = (
+                self.store.idle_seats(account_id, hub, tier, unit.now - timedelta(days=days), MAX_IDLE_LISTED)
+                if days
+                else []
+            )
+            return self._view(unit.account, pool), idle
+
+        return self._write(
+            call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="change seat policies", dry_run=validate_only
+        )
+
+    def reclaim_idle(self, limit: int = 100) -> int:
+        """The sweep: unassigns the seats idle past their pool's policy, account by account;
+        returns how many."""
+        due = self.store.read(lambda: self.store.reclaim_candidates(self.clock.now(), limit))
+        return sum(self.reclaim_account(account_id) for account_id in due)
+
+    def reclaim_account(self, account_id: str) -> int:
+        """Unassigns an account's idle seats as a system change, each with a SEAT_RECLAIMED
+        event; a seat used since the sweep looked (activity takes no lock) is left alone. The
+        seats stay in their pools, billed until the renewal (S18)."""
+
+        def run() -> int:
+            account = self.store.get_account(account_id, lock=True)
+            if account is None:
+                return 0
+            now = self.clock.now()
+            pools = self.store.load_pools(account_id)
+            unit = Unit(account, Call(), now, None, pools, Snapshot(replace(account), pools), Known({}, {}))
+            self._renew_if_due(unit)
+            taken = 0
+            for (hub, tier), pool in sorted(unit._pools.items()):
+                if not pool.idle_reclaim_days:
+                    continue
+                cutoff = now - timedelta(days=pool.idle_reclaim_days)
+                for seat in self.store.idle_seats(account_id, hub, tier, cutoff, RECLAIM_BATCH):
+                    if not self.store.delete_idle_assignment(account_id, seat.user_id, hub, cutoff):
+                        continue
+                    before = pool.counts()
+                    pool.assigned -= 1
+                    pool.touch()
+                    unit.event(EventType.SEAT_RECLAIMED, pool, before, user_id=seat.user_id)
+                    taken += 1
+            self._finish(unit)
+            return taken
+
+        return self.store.write(run)
 
     def _at_version(self, snapshot: Snapshot, key: object, load: Callable[[SeatStore], T]) -> T:
         """A read result at the snapshot's version: kept with the snapshot once read, in one
@@ -1371,6 +1481,11 @@ def _email(field_name: str, value: str) -> str:
     if len(value) > MAX_EMAIL or not EMAIL_RE.match(value):
         raise invalid(field_name, "is not an email address")
     return value
+
+
+def to_token_time(value: datetime | None) -> int | None:
+    """A time as page tokens hold it (a filter the next page must repeat)."""
+    return int(value.timestamp() * 1_000_000) if value is not None else None
 
 
 def check_count(field_name: str, count: int, what: str) -> None:

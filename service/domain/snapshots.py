@@ -92,7 +92,16 @@ class Known:
 
 
 def copy_pool(pool: Pool) -> Pool:
-    return Pool(pool.hub, pool.tier, pool.included, pool.purchased, pool.assigned, pool.pending_removal, pool.version)
+    return Pool(
+        pool.hub,
+        pool.tier,
+        pool.included,
+        pool.purchased,
+        pool.assigned,
+        pool.pending_removal,
+        pool.version,
+        pool.idle_reclaim_days,
+    )
 
 
 class SnapshotCache:

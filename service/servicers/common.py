@@ -250,6 +250,7 @@ def pool_pb(p: PoolView, minor_per_unit: int = 100) -> r.SeatPool:
         pending_removal=p.pending_removal,
         unit_price=money(p.unit_price_minor, p.currency_code, minor_per_unit),
         etag=p.etag,
+        idle_reclaim_days=p.idle_reclaim_days,
     )
     if p.removal_effective_time is not None:
         msg.removal_effective_time.CopyFrom(ts(p.removal_effective_time))
@@ -323,9 +324,12 @@ def event_pb(e: Event) -> r.SeatEvent:
 
 
 def assignment_pb(a: Assignment) -> r.SeatAssignment:
-    return r.SeatAssignment(
+    message = r.SeatAssignment(
         user_id=a.user_id, hub=r.Hub.ValueType(a.hub), tier=r.Tier.ValueType(a.tier), assign_time=ts(a.assign_time)
     )
+    if a.last_activity_time is not None:
+        message.last_activity_time.CopyFrom(ts(a.last_activity_time))
+    return message
 
 
 def user_pb(u: User) -> r.User:

@@ -238,6 +238,7 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             tier_of(request.tier, "tier", optional=True),
             request.page_size,
             request.page_token,
+            from_ts(request.idle_since, "idle_since") if request.HasField("idle_since") else None,
         )
         return self._replies.get(
             "ListSeatAssignments",
@@ -400,6 +401,42 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                 )
         finally:
             self.watch_slots.give_back(account_id)
+
+    @rpc
+    def RecordSeatActivity(
+        self, request: pb.RecordSeatActivityRequest, context: grpc.ServicerContext
+    ) -> pb.RecordSeatActivityResponse:
+        reports = [
+            (
+                a.user_id,
+                hub_of(a.hub, f"activities[{i}].hub"),
+                from_ts(a.activity_time, f"activities[{i}].activity_time") if a.HasField("activity_time") else None,
+            )
+            for i, a in enumerate(request.activities)
+        ]
+        recorded, skipped = self.domain.record_seat_activity(call_of(context), request.account_id, reports)
+        return pb.RecordSeatActivityResponse(recorded=recorded, skipped=skipped)
+
+    @rpc
+    def UpdateSeatPolicy(
+        self, request: pb.UpdateSeatPolicyRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateSeatPolicyResponse:
+        call = call_of(context, request.request_id)
+        hub, tier = req_hub(request.hub), req_tier(request.tier)
+
+        def compute() -> pb.UpdateSeatPolicyResponse:
+            pool, idle = self.domain.update_seat_policy(
+                call, request.account_id, hub, tier, request.idle_reclaim_days, validate_only=request.validate_only
+            )
+            return pb.UpdateSeatPolicyResponse(
+                pool=pool_pb(pool, self.mpu), idle_seats=[assignment_pb(a) for a in idle]
+            )
+
+        if request.validate_only:
+            return compute()
+        return self.replay.run(
+            call, request.account_id, "UpdateSeatPolicy", request, pb.UpdateSeatPolicyResponse, compute
+        )
 
     def _too_many_watches(self, account_id: str, limit: str) -> SeatError:
         slots = self.watch_slots

@@ -309,4 +309,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX charges_account_period ON charges (account_id, period_start, charge_time)",
         ),
     ),
+    Migration(
+        6,
+        "seat activity and idle-seat reclaim",
+        (
+            # When the holder last used the seat (RecordSeatActivity); NULL: never reported.
+            "ALTER TABLE seat_assignments ADD COLUMN last_activity_time BIGINT",
+            # A pool's policy: 0, never reclaim; else seats idle that many days are unassigned
+            # by the sweep. Less than a week is refused: a seat idle over a weekend is not idle.
+            "ALTER TABLE seat_pools ADD COLUMN idle_reclaim_days INTEGER NOT NULL DEFAULT 0 "
+            "CHECK (idle_reclaim_days = 0 OR idle_reclaim_days BETWEEN 7 AND 3650)",
+            # The sweep's question, "which pools reclaim at all", answered without a scan.
+            "CREATE INDEX seat_pools_reclaiming ON seat_pools (account_id, hub, tier) WHERE idle_reclaim_days > 0",
+        ),
+    ),
 )

@@ -278,16 +278,16 @@ class Sql:
             "SELECT account_id FROM accounts WHERE renewal_time <= ? ORDER BY renewal_time LIMIT ?"
         )
         self.load_pools = self.q(
-            "SELECT hub, tier, included, purchased, assigned, pending_removal, version FROM seat_pools "
-            "WHERE account_id = ? ORDER BY hub, tier"
+            "SELECT hub, tier, included, purchased, assigned, pending_removal, version, idle_reclaim_days "
+            "FROM seat_pools WHERE account_id = ? ORDER BY hub, tier"
         )
         self.insert_pool = self.q(
-            "INSERT INTO seat_pools (included, purchased, assigned, pending_removal, version, account_id, hub, tier) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO seat_pools (included, purchased, assigned, pending_removal, version, idle_reclaim_days, "
+            "account_id, hub, tier) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self.update_pool = self.q(
-            "UPDATE seat_pools SET included = ?, purchased = ?, assigned = ?, pending_removal = ?, version = ? "
-            "WHERE account_id = ? AND hub = ? AND tier = ?"
+            "UPDATE seat_pools SET included = ?, purchased = ?, assigned = ?, pending_removal = ?, version = ?, "
+            "idle_reclaim_days = ? WHERE account_id = ? AND hub = ? AND tier = ?"
         )
         self.delete_pool = self.q("DELETE FROM seat_pools WHERE account_id = ? AND hub = ? AND tier = ?")
         self.get_user = self.q(f"SELECT {USER_COLUMNS} FROM users WHERE account_id = ? AND user_id = ?")
@@ -332,6 +332,29 @@ class Sql:
             "create_time = excluded.create_time WHERE request_records.create_time < ?"
         )
         self.purge_requests = self.q("DELETE FROM request_records WHERE create_time < ?")
+        # Activity moves a seat's last use forward only, and never before the seat was given.
+        self.record_activity = self.q(
+            "UPDATE seat_assignments SET last_activity_time = ? WHERE account_id = ? AND user_id = ? AND hub = ? "
+            "AND assign_time <= ? AND (last_activity_time IS NULL OR last_activity_time < ?)"
+        )
+        self.idle_seats = self.q(
+            "SELECT user_id, hub, tier, assign_time, last_activity_time FROM seat_assignments "
+            "WHERE account_id = ? AND hub = ? AND tier = ? AND COALESCE(last_activity_time, assign_time) <= ? "
+            "ORDER BY user_id LIMIT ?"
+        )
+        # Takes a seat only if it is still idle when the row is written (activity is recorded
+        # without the account's lock).
+        self.delete_idle_assignment = self.q(
+            "DELETE FROM seat_assignments WHERE account_id = ? AND user_id = ? AND hub = ? "
+            "AND COALESCE(last_activity_time, assign_time) <= ?"
+        )
+        self.reclaim_candidates = self.q(
+            "SELECT DISTINCT p.account_id FROM seat_pools p JOIN seat_assignments s "
+            "ON s.account_id = p.account_id AND s.hub = p.hub AND s.tier = p.tier "
+            "WHERE p.idle_reclaim_days > 0 "
+            "AND COALESCE(s.last_activity_time, s.assign_time) <= ? - p.idle_reclaim_days * 86400000000 "
+            "ORDER BY p.account_id LIMIT ?"
+        )
         self.insert_outbox = self.q("INSERT INTO event_outbox (account_id, sequence) VALUES (?, ?)")
         # What a relay sends next: the oldest events of each account, in sequence order, at most
         # a share per account, starting with the accounts after the one the last batch ended on
@@ -942,10 +965,10 @@ class Store:
 
     def load_pools(self, account_id: str) -> dict[tuple[Hub, Tier], Pool]:
         pools = {}
-        for hub, tier, included, purchased, assigned, pending, version in self._rows(
+        for hub, tier, included, purchased, assigned, pending, version, idle_days in self._rows(
             self.sql.load_pools, (account_id,)
         ):
-            pool = Pool(Hub(hub), Tier(tier), included, purchased, assigned, pending, version)
+            pool = Pool(Hub(hub), Tier(tier), included, purchased, assigned, pending, version, idle_days)
             pools[(pool.hub, pool.tier)] = pool
         return pools
 
@@ -962,6 +985,7 @@ class Store:
                         pool.assigned,
                         pool.pending_removal,
                         pool.version,
+                        pool.idle_reclaim_days,
                         account_id,
                         int(pool.hub),
                         int(pool.tier),
@@ -1110,9 +1134,18 @@ class Store:
         return [r[0] for r in self._rows(self.sql.holders, (account_id, int(hub), int(tier)))]
 
     def list_assignments(
-        self, account_id: str, after: tuple[str, int] | None, limit: int, hub: Hub | None, tier: Tier | None
+        self,
+        account_id: str,
+        after: tuple[str, int] | None,
+        limit: int,
+        hub: Hub | None,
+        tier: Tier | None,
+        idle_before: datetime | None = None,
     ) -> list[Assignment]:
         where, params = ["account_id = ?"], [account_id]
+        if idle_before is not None:
+            where.append("COALESCE(last_activity_time, assign_time) < ?")
+            params.append(to_micros(idle_before))  # type: ignore[arg-type]
         if hub is not None:
             where.append("hub = ?")
             params.append(int(hub))  # type: ignore[arg-type]
@@ -1123,11 +1156,55 @@ class Store:
             where.append("(user_id > ? OR (user_id = ? AND hub > ?))")
             params += [after[0], after[0], after[1]]  # type: ignore[list-item]
         sql = self.sql.shaped(
-            "SELECT user_id, hub, tier, assign_time FROM seat_assignments "
+            "SELECT user_id, hub, tier, assign_time, last_activity_time FROM seat_assignments "
             f"WHERE {' AND '.join(where)} ORDER BY user_id, hub LIMIT ?",
             0,
         )
-        return [Assignment(u, Hub(h), Tier(t), from_micros(at)) for u, h, t, at in self._rows(sql, (*params, limit))]
+        return [self._assignment(r) for r in self._rows(sql, (*params, limit))]
+
+    @staticmethod
+    def _assignment(r: Sequence[Any]) -> Assignment:
+        return Assignment(
+            r[0], Hub(r[1]), Tier(r[2]), from_micros(r[3]), from_micros(r[4]) if r[4] is not None else None
+        )
+
+    def record_activity(self, account_id: str, reports: Sequence[tuple[str, Hub, datetime]]) -> int:
+        """Moves each reported seat's last activity forward to its time (never back, never
+        before the seat was given); returns how many seats moved. One statement per call."""
+        if not reports:
+            return 0
+        if self.dialect == "postgres":  # one UPDATE joined to a VALUES list
+            values = ", ".join(["(%s, %s::smallint, %s::bigint)"] * len(reports))
+            sql = (
+                "UPDATE seat_assignments s SET last_activity_time = v.t FROM (VALUES "
+                f"{values}) AS v(user_id, hub, t) WHERE s.account_id = %s AND s.user_id = v.user_id "
+                "AND s.hub = v.hub AND s.assign_time <= v.t "
+                "AND (s.last_activity_time IS NULL OR s.last_activity_time < v.t)"
+            )
+            params = [p for u, h, t in reports for p in (u, int(h), to_micros(t))]
+            return int(self._exec(sql, [*params, account_id]).rowcount)
+        rows = [(to_micros(t), account_id, u, int(h), to_micros(t), to_micros(t)) for u, h, t in reports]
+        try:
+            with EXCEPTION_WRAPPER:
+                cursor = self.db.cursor()
+                cursor.executemany(self.sql.record_activity, rows)
+        except (OverflowError, ValueError) as exc:
+            raise self._unbound(exc) from exc
+        return int(cursor.rowcount)
+
+    def idle_seats(self, account_id: str, hub: Hub, tier: Tier, idle_before: datetime, limit: int) -> list[Assignment]:
+        """A pool's seats last used (or, never used, given) at or before idle_before."""
+        rows = self._rows(self.sql.idle_seats, (account_id, int(hub), int(tier), to_micros(idle_before), limit))
+        return [self._assignment(r) for r in rows]
+
+    def delete_idle_assignment(self, account_id: str, user_id: str, hub: Hub, idle_before: datetime) -> bool:
+        """Takes a seat if it is still idle since idle_before; False when it was used meanwhile."""
+        cursor = self._exec(self.sql.delete_idle_assignment, (account_id, user_id, int(hub), to_micros(idle_before)))
+        return bool(cursor.rowcount)
+
+    def reclaim_candidates(self, now: datetime, limit: int) -> list[str]:
+        """Accounts with a seat idle past its pool's policy."""
+        return [r[0] for r in self._rows(self.sql.reclaim_candidates, (to_micros(now), limit))]
 
     # ---- events -------------------------------------------------------------------------
 

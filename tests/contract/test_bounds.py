@@ -30,6 +30,7 @@ import grpc
 import peewee as pw
 import pytest
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
@@ -300,6 +301,13 @@ def too_many_user_ids(t: Tenant, n: int) -> Message:
     return s.CheckSeatsRequest(account_id=t.id, hub=SALES, user_ids=[t.owner_id] * n)
 
 
+def too_many_activities(t: Tenant, n: int) -> Message:
+    now = Timestamp(seconds=int(time.time()))
+    return s.RecordSeatActivityRequest(
+        account_id=t.id, activities=[r.SeatActivity(user_id=t.owner_id, hub=SALES, activity_time=now)] * n
+    )
+
+
 def too_many_subscriptions(t: Tenant, n: int) -> Message:
     return s.CreateAccountRequest(
         display_name="Acme", owner_email=unique_email(), term_months=1,
@@ -322,6 +330,7 @@ OVER: dict[tuple[str, str], Callable[[Tenant, int], Message]] = {
     ("CheckSeatsRequest", "user_ids"): too_many_user_ids,
     ("CreateAccountRequest", "subscriptions"): too_many_subscriptions,
     ("CreateUserRequest", "seats"): too_many_seats,
+    ("RecordSeatActivityRequest", "activities"): too_many_activities,
     ("UpgradeSubscriptionRequest", "assign_user_ids"): too_many_assign_user_ids,
 }
 

@@ -27,7 +27,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import peewee as pw
@@ -52,6 +52,7 @@ class PoolRow:
     assigned: int
     pending_removal: int
     version: int
+    idle_reclaim_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class AssignmentRow:
     account_id: str
     tier: Tier
     assign_time: datetime
+    last_activity_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,9 @@ class MemoryStore:
         for acc, hub, tier in sorted(self.tables.pools):  # ORDER BY hub, tier
             if acc == account_id:
                 r = self.tables.pools[(acc, hub, tier)]
-                pools[(hub, tier)] = Pool(hub, tier, r.included, r.purchased, r.assigned, r.pending_removal, r.version)
+                pools[(hub, tier)] = Pool(
+                    hub, tier, r.included, r.purchased, r.assigned, r.pending_removal, r.version, r.idle_reclaim_days
+                )
         return pools
 
     @_statement
@@ -268,7 +272,14 @@ class MemoryStore:
         for pool in pools:
             if pool.new or pool.dirty:
                 key = (account_id, pool.hub, pool.tier)
-                row = PoolRow(pool.included, pool.purchased, pool.assigned, pool.pending_removal, pool.version)
+                row = PoolRow(
+                    pool.included,
+                    pool.purchased,
+                    pool.assigned,
+                    pool.pending_removal,
+                    pool.version,
+                    pool.idle_reclaim_days,
+                )
                 _check_pool_row(pool.hub, pool.tier, row)
                 if pool.new:
                     _check(account_id in self.tables.accounts, "seat_pools.account_id references accounts")
@@ -395,7 +406,9 @@ class MemoryStore:
         if row is None or row.account_id != account_id:
             return
         self._check_assignment_refs(account_id, a)
-        self.tables.assignments[(a.user_id, a.hub)] = AssignmentRow(account_id, a.tier, a.assign_time)
+        self.tables.assignments[(a.user_id, a.hub)] = AssignmentRow(
+            account_id, a.tier, a.assign_time, row.last_activity_time
+        )
 
     @_statement
     def delete_assignment(self, account_id: str, user_id: str, hub: Hub) -> None:
@@ -413,17 +426,62 @@ class MemoryStore:
 
     @_statement
     def list_assignments(
-        self, account_id: str, after: tuple[str, int] | None, limit: int, hub: Hub | None, tier: Tier | None
+        self,
+        account_id: str,
+        after: tuple[str, int] | None,
+        limit: int,
+        hub: Hub | None,
+        tier: Tier | None,
+        idle_before: datetime | None = None,
     ) -> list[Assignment]:
         rows = [
-            Assignment(user_id, h, a.tier, a.assign_time)
+            Assignment(user_id, h, a.tier, a.assign_time, a.last_activity_time)
             for (user_id, h), a in sorted(self.tables.assignments.items())  # ORDER BY user_id, hub
             if a.account_id == account_id
             and (hub is None or h is hub)
             and (tier is None or a.tier is tier)
+            and (idle_before is None or _last_use(a) < idle_before)
             and (not after or (user_id, int(h)) > (after[0], after[1]))
         ]
         return rows[:limit]
+
+    @_statement
+    def record_activity(self, account_id: str, reports: Sequence[tuple[str, Hub, datetime]]) -> int:
+        moved = 0
+        for user_id, hub, time in reports:
+            row = self.tables.assignments.get((user_id, hub))
+            if row is None or row.account_id != account_id or time < row.assign_time:
+                continue
+            if row.last_activity_time is None or row.last_activity_time < time:
+                self.tables.assignments[(user_id, hub)] = replace(row, last_activity_time=time)
+                moved += 1
+        return moved
+
+    @_statement
+    def idle_seats(self, account_id: str, hub: Hub, tier: Tier, idle_before: datetime, limit: int) -> list[Assignment]:
+        return [
+            Assignment(user_id, h, a.tier, a.assign_time, a.last_activity_time)
+            for (user_id, h), a in sorted(self.tables.assignments.items())
+            if a.account_id == account_id and h is hub and a.tier is tier and _last_use(a) <= idle_before
+        ][:limit]
+
+    @_statement
+    def delete_idle_assignment(self, account_id: str, user_id: str, hub: Hub, idle_before: datetime) -> bool:
+        row = self.tables.assignments.get((user_id, hub))
+        if row is None or row.account_id != account_id or _last_use(row) > idle_before:
+            return False
+        del self.tables.assignments[(user_id, hub)]
+        return True
+
+    @_statement
+    def reclaim_candidates(self, now: datetime, limit: int) -> list[str]:
+        found = {
+            a.account_id
+            for (_, h), a in self.tables.assignments.items()
+            if (days := self.tables.pools[(a.account_id, h, a.tier)].idle_reclaim_days)
+            and _last_use(a) <= now - timedelta(days=days)
+        }
+        return sorted(found)[:limit]
 
     # ---- events (I4) ----------------------------------------------------------------------
 
@@ -519,3 +577,9 @@ def _check_pool_row(hub: Hub, tier: Tier, r: PoolRow) -> None:
         0 <= r.pending_removal <= r.purchased and r.pending_removal <= r.included + r.purchased - r.assigned,
         "seat_pools I2: 0 <= pending_removal <= purchased, pending_removal <= included + purchased - assigned",
     )
+    _check(r.idle_reclaim_days == 0 or 7 <= r.idle_reclaim_days <= 3650, "seat_pools idle_reclaim_days")
+
+
+def _last_use(row: AssignmentRow) -> datetime:
+    """When the seat was last used, or given when no use was reported."""
+    return row.last_activity_time if row.last_activity_time is not None else row.assign_time

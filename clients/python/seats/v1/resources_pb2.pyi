@@ -145,6 +145,12 @@ class _SeatEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SeatEve
     """A user was changed."""
     SEAT_EVENT_TYPE_USER_DELETED: _SeatEventType.ValueType  # 13
     """A user was deleted."""
+    SEAT_EVENT_TYPE_SEAT_RECLAIMED: _SeatEventType.ValueType  # 14
+    """A seat idle for the pool's idle_reclaim_days was unassigned by the sweep; it stays in the
+    pool (S18).
+    """
+    SEAT_EVENT_TYPE_SEAT_POLICY_UPDATED: _SeatEventType.ValueType  # 15
+    """A pool's policy was changed (UpdateSeatPolicy); quantity is the new idle_reclaim_days."""
 
 class SeatEventType(_SeatEventType, metaclass=_SeatEventTypeEnumTypeWrapper):
     """What happened in a seat event."""
@@ -177,6 +183,12 @@ SEAT_EVENT_TYPE_USER_UPDATED: SeatEventType.ValueType  # 12
 """A user was changed."""
 SEAT_EVENT_TYPE_USER_DELETED: SeatEventType.ValueType  # 13
 """A user was deleted."""
+SEAT_EVENT_TYPE_SEAT_RECLAIMED: SeatEventType.ValueType  # 14
+"""A seat idle for the pool's idle_reclaim_days was unassigned by the sweep; it stays in the
+pool (S18).
+"""
+SEAT_EVENT_TYPE_SEAT_POLICY_UPDATED: SeatEventType.ValueType  # 15
+"""A pool's policy was changed (UpdateSeatPolicy); quantity is the new idle_reclaim_days."""
 Global___SeatEventType: _TypeAlias = SeatEventType  # noqa: Y015
 
 @_typing.final
@@ -291,6 +303,7 @@ class SeatPool(_message.Message):
     REMOVAL_EFFECTIVE_TIME_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    IDLE_RECLAIM_DAYS_FIELD_NUMBER: _builtins.int
     hub: Global___Hub.ValueType
     """The hub."""
     tier: Global___Tier.ValueType
@@ -310,6 +323,10 @@ class SeatPool(_message.Message):
     etag: _builtins.str
     """Changes on every change of the pool; send it back with a purchase or removal to make it
     conditional on what you read (AIP-154).
+    """
+    idle_reclaim_days: _builtins.int
+    """Days without activity after which the renewal sweep unassigns a seat of this pool; 0: never
+    (UpdateSeatPolicy).
     """
     @_builtins.property
     def removal_effective_time(self) -> _timestamp_pb2.Timestamp:
@@ -332,10 +349,11 @@ class SeatPool(_message.Message):
         removal_effective_time: _timestamp_pb2.Timestamp | None = ...,
         unit_price: _money_pb2.Money | None = ...,
         etag: _builtins.str = ...,
+        idle_reclaim_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["removal_effective_time", b"removal_effective_time", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "available", b"available", "etag", b"etag", "hub", b"hub", "included", b"included", "pending_removal", b"pending_removal", "purchased", b"purchased", "removal_effective_time", b"removal_effective_time", "tier", b"tier", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "available", b"available", "etag", b"etag", "hub", b"hub", "idle_reclaim_days", b"idle_reclaim_days", "included", b"included", "pending_removal", b"pending_removal", "purchased", b"purchased", "removal_effective_time", b"removal_effective_time", "tier", b"tier", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,6 +429,7 @@ class SeatAssignment(_message.Message):
     HUB_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
     ASSIGN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_ACTIVITY_TIME_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user holding the seat."""
     hub: Global___Hub.ValueType
@@ -421,6 +440,10 @@ class SeatAssignment(_message.Message):
     def assign_time(self) -> _timestamp_pb2.Timestamp:
         """When the seat was given."""
 
+    @_builtins.property
+    def last_activity_time(self) -> _timestamp_pb2.Timestamp:
+        """When the user last used the seat (RecordSeatActivity); unset when no use was recorded."""
+
     def __init__(
         self,
         *,
@@ -428,14 +451,47 @@ class SeatAssignment(_message.Message):
         hub: Global___Hub.ValueType = ...,
         tier: Global___Tier.ValueType = ...,
         assign_time: _timestamp_pb2.Timestamp | None = ...,
+        last_activity_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_time", b"assign_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_time", b"assign_time", "last_activity_time", b"last_activity_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_time", b"assign_time", "hub", b"hub", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_time", b"assign_time", "hub", b"hub", "last_activity_time", b"last_activity_time", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SeatAssignment: _TypeAlias = SeatAssignment  # noqa: Y015
+
+@_typing.final
+class SeatActivity(_message.Message):
+    """A report that a user used their seat of a hub at a time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    HUB_FIELD_NUMBER: _builtins.int
+    ACTIVITY_TIME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user. Required."""
+    hub: Global___Hub.ValueType
+    """The hub of the seat. Required."""
+    @_builtins.property
+    def activity_time(self) -> _timestamp_pb2.Timestamp:
+        """When the user used it. Required; at most 5 minutes ahead of the server's clock."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        hub: Global___Hub.ValueType = ...,
+        activity_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_time", b"activity_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_time", b"activity_time", "hub", b"hub", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeatActivity: _TypeAlias = SeatActivity  # noqa: Y015
 
 @_typing.final
 class Permissions(_message.Message):

@@ -737,6 +737,7 @@ class ListSeatAssignmentsRequest(_message.Message):
     TIER_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    IDLE_SINCE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account. Required."""
     hub: _resources_pb2.Hub.ValueType
@@ -747,6 +748,12 @@ class ListSeatAssignmentsRequest(_message.Message):
     """Page size, 1 to 1000; default 50 (AIP-158)."""
     page_token: _builtins.str
     """next_page_token of the previous page."""
+    @_builtins.property
+    def idle_since(self) -> _timestamp_pb2.Timestamp:
+        """Only seats idle since this time, if set: their last activity (or, with none recorded, their
+        assignment) is before it.
+        """
+
     def __init__(
         self,
         *,
@@ -755,10 +762,11 @@ class ListSeatAssignmentsRequest(_message.Message):
         tier: _resources_pb2.Tier.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        idle_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_since", b"idle_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "page_size", b"page_size", "page_token", b"page_token", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "idle_since", b"idle_since", "page_size", b"page_size", "page_token", b"page_token", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1179,3 +1187,135 @@ class WatchSeatEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchSeatEventsResponse: _TypeAlias = WatchSeatEventsResponse  # noqa: Y015
+
+@_typing.final
+class RecordSeatActivityRequest(_message.Message):
+    """Request of RecordSeatActivity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ACTIVITIES_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    @_builtins.property
+    def activities(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.SeatActivity]:
+        """1 to 1000 reports; several of one seat count as the latest of them."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        activities: _abc.Iterable[_resources_pb2.SeatActivity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "activities", b"activities"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordSeatActivityRequest: _TypeAlias = RecordSeatActivityRequest  # noqa: Y015
+
+@_typing.final
+class RecordSeatActivityResponse(_message.Message):
+    """Response of RecordSeatActivity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.int
+    """How many seats' last_activity_time moved forward."""
+    skipped: _builtins.int
+    """How many reports were skipped: the user holds no seat of that hub, or the seat already has
+    a later activity, or the time is before the seat was given.
+    """
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded", "skipped", b"skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordSeatActivityResponse: _TypeAlias = RecordSeatActivityResponse  # noqa: Y015
+
+@_typing.final
+class UpdateSeatPolicyRequest(_message.Message):
+    """Request of UpdateSeatPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    HUB_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    IDLE_RECLAIM_DAYS_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    hub: _resources_pb2.Hub.ValueType
+    """The hub of the pool. Required."""
+    tier: _resources_pb2.Tier.ValueType
+    """The tier of the pool. Required."""
+    idle_reclaim_days: _builtins.int
+    """Days without activity after which the renewal sweep unassigns a seat: 7 or more; 0 turns
+    reclaiming off.
+    """
+    validate_only: _builtins.bool
+    """Only answer what the policy would reclaim now; change nothing."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        hub: _resources_pb2.Hub.ValueType = ...,
+        tier: _resources_pb2.Tier.ValueType = ...,
+        idle_reclaim_days: _builtins.int = ...,
+        validate_only: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "idle_reclaim_days", b"idle_reclaim_days", "request_id", b"request_id", "tier", b"tier", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSeatPolicyRequest: _TypeAlias = UpdateSeatPolicyRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSeatPolicyResponse(_message.Message):
+    """Response of UpdateSeatPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POOL_FIELD_NUMBER: _builtins.int
+    IDLE_SEATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pool(self) -> _resources_pb2.SeatPool:
+        """The pool with its policy (as it would be, with validate_only)."""
+
+    @_builtins.property
+    def idle_seats(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.SeatAssignment]:
+        """The seats of the pool idle for idle_reclaim_days or more now: what the next sweep reclaims
+        unless they are used first. Empty when reclaiming is off.
+        """
+
+    def __init__(
+        self,
+        *,
+        pool: _resources_pb2.SeatPool | None = ...,
+        idle_seats: _abc.Iterable[_resources_pb2.SeatAssignment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pool", b"pool"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idle_seats", b"idle_seats", "pool", b"pool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSeatPolicyResponse: _TypeAlias = UpdateSeatPolicyResponse  # noqa: Y015

@@ -114,6 +114,16 @@ class SeatServiceStub:
                 request_serializer=seats_dot_v1_dot_seat__service__pb2.WatchSeatEventsRequest.SerializeToString,
                 response_deserializer=seats_dot_v1_dot_seat__service__pb2.WatchSeatEventsResponse.FromString,
                 _registered_method=True)
+        self.RecordSeatActivity = channel.unary_unary(
+                '/seats.v1.SeatService/RecordSeatActivity',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.RecordSeatActivityRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.RecordSeatActivityResponse.FromString,
+                _registered_method=True)
+        self.UpdateSeatPolicy = channel.unary_unary(
+                '/seats.v1.SeatService/UpdateSeatPolicy',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class SeatServiceServicer:
@@ -239,6 +249,26 @@ class SeatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordSeatActivity(self, request, context):
+        """Records that users used their seats, up to 1000 at once: each seat's last_activity_time
+        becomes the latest time reported for it, never moving back, and never before the seat was
+        given. Cheap, for other services to call as users work; a user without a seat of that hub
+        is skipped. A trusted system call, or an actor with account access.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSeatPolicy(self, request, context):
+        """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
+        unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+        are idle that long now; with validate_only, only that, and nothing changes. Needs account
+        access.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SeatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +346,16 @@ def add_SeatServiceServicer_to_server(servicer, server):
                     servicer.WatchSeatEvents,
                     request_deserializer=seats_dot_v1_dot_seat__service__pb2.WatchSeatEventsRequest.FromString,
                     response_serializer=seats_dot_v1_dot_seat__service__pb2.WatchSeatEventsResponse.SerializeToString,
+            ),
+            'RecordSeatActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordSeatActivity,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.RecordSeatActivityRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.RecordSeatActivityResponse.SerializeToString,
+            ),
+            'UpdateSeatPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSeatPolicy,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -728,6 +768,60 @@ class SeatService:
             '/seats.v1.SeatService/WatchSeatEvents',
             seats_dot_v1_dot_seat__service__pb2.WatchSeatEventsRequest.SerializeToString,
             seats_dot_v1_dot_seat__service__pb2.WatchSeatEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordSeatActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/RecordSeatActivity',
+            seats_dot_v1_dot_seat__service__pb2.RecordSeatActivityRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.RecordSeatActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSeatPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/UpdateSeatPolicy',
+            seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

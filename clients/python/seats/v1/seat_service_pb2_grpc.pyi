@@ -83,6 +83,18 @@ class SeatServiceStub:
     """Lists the account's ordered event log (I4)."""
     WatchSeatEvents: _grpc.UnaryStreamMultiCallable[_seat_service_pb2.WatchSeatEventsRequest, _seat_service_pb2.WatchSeatEventsResponse]
     """Streams the events after a cursor, then new ones as they commit."""
+    RecordSeatActivity: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.RecordSeatActivityRequest, _seat_service_pb2.RecordSeatActivityResponse]
+    """Records that users used their seats, up to 1000 at once: each seat's last_activity_time
+    becomes the latest time reported for it, never moving back, and never before the seat was
+    given. Cheap, for other services to call as users work; a user without a seat of that hub
+    is skipped. A trusted system call, or an actor with account access.
+    """
+    UpdateSeatPolicy: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.UpdateSeatPolicyRequest, _seat_service_pb2.UpdateSeatPolicyResponse]
+    """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
+    unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+    are idle that long now; with validate_only, only that, and nothing changes. Needs account
+    access.
+    """
 
 @_typing.type_check_only
 class SeatServiceAsyncStub(SeatServiceStub):
@@ -139,6 +151,18 @@ class SeatServiceAsyncStub(SeatServiceStub):
     """Lists the account's ordered event log (I4)."""
     WatchSeatEvents: _aio.UnaryStreamMultiCallable[_seat_service_pb2.WatchSeatEventsRequest, _seat_service_pb2.WatchSeatEventsResponse]  # type: ignore[assignment]
     """Streams the events after a cursor, then new ones as they commit."""
+    RecordSeatActivity: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.RecordSeatActivityRequest, _seat_service_pb2.RecordSeatActivityResponse]  # type: ignore[assignment]
+    """Records that users used their seats, up to 1000 at once: each seat's last_activity_time
+    becomes the latest time reported for it, never moving back, and never before the seat was
+    given. Cheap, for other services to call as users work; a user without a seat of that hub
+    is skipped. A trusted system call, or an actor with account access.
+    """
+    UpdateSeatPolicy: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.UpdateSeatPolicyRequest, _seat_service_pb2.UpdateSeatPolicyResponse]  # type: ignore[assignment]
+    """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
+    unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+    are idle that long now; with validate_only, only that, and nothing changes. Needs account
+    access.
+    """
 
 class SeatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Accounts, their seat pools, seat assignments, billing previews and the event log.
@@ -282,5 +306,29 @@ class SeatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_seat_service_pb2.WatchSeatEventsResponse], _abc.AsyncIterator[_seat_service_pb2.WatchSeatEventsResponse]]:
         """Streams the events after a cursor, then new ones as they commit."""
+
+    @_abc_1.abstractmethod
+    def RecordSeatActivity(
+        self,
+        request: _seat_service_pb2.RecordSeatActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.RecordSeatActivityResponse, _abc.Awaitable[_seat_service_pb2.RecordSeatActivityResponse]]:
+        """Records that users used their seats, up to 1000 at once: each seat's last_activity_time
+        becomes the latest time reported for it, never moving back, and never before the seat was
+        given. Cheap, for other services to call as users work; a user without a seat of that hub
+        is skipped. A trusted system call, or an actor with account access.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateSeatPolicy(
+        self,
+        request: _seat_service_pb2.UpdateSeatPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.UpdateSeatPolicyResponse, _abc.Awaitable[_seat_service_pb2.UpdateSeatPolicyResponse]]:
+        """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
+        unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+        are idle that long now; with validate_only, only that, and nothing changes. Needs account
+        access.
+        """
 
 def add_SeatServiceServicer_to_server(servicer: SeatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
