@@ -209,6 +209,20 @@ class Api:
     list_seat_events = Rpc(
         "SeatService", "ListSeatEvents", requests.list_seat_events, seat_service_pb2.ListSeatEventsResponse
     )
+    # Not ``mutating``: RecordSeatActivity has no request id, and needs none (_retry.IDEMPOTENT_WRITES).
+    record_seat_activity = Rpc(
+        "SeatService",
+        "RecordSeatActivity",
+        requests.record_seat_activity,
+        seat_service_pb2.RecordSeatActivityResponse,
+    )
+    update_seat_policy = Rpc(
+        "SeatService",
+        "UpdateSeatPolicy",
+        requests.update_seat_policy,
+        seat_service_pb2.UpdateSeatPolicyResponse,
+        mutating=True,
+    )
 
     # ---- UserService ----------------------------------------------------------------------
 

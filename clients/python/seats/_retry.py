@@ -43,12 +43,24 @@ class RetryPolicy:
         return retryable and attempt < self.max_attempts
 
 
+IDEMPOTENT_WRITES = frozenset({"seats.v1.RecordSeatActivityRequest"})
+"""Writes whose effect is the same however often they are done, so they carry no request id and
+any number of attempts is safe: RecordSeatActivity only ever moves a seat's last activity forward
+to the latest time reported (last write wins, never backwards), so a report applied twice, by
+one replica or by two, leaves what applying it once leaves. Without this list such a write would
+still pass the request_id test below as a read (it has no request_id field); naming it here keeps
+it retried even if the message one day gains a request_id that callers leave empty."""
+
+
 def safe_to_retry(request: Message) -> bool:
     """Whether sending ``request`` again cannot make its effect twice. A read (a request with no
     request_id field) has no effect; a write has one exactly once under its request id (I5), so
     a write is safe only when it carries one: the first attempt may have been done by a replica
     that went away before answering, and the retry may land on another replica. The client
-    gives every write a request id, so this refuses only a write stripped of it."""
+    gives every write a request id, so this refuses only a write stripped of it. A write that is
+    idempotent by nature (``IDEMPOTENT_WRITES``) needs no request id and is always safe."""
+    if request.DESCRIPTOR.full_name in IDEMPOTENT_WRITES:
+        return True
     if "request_id" not in request.DESCRIPTOR.fields_by_name:
         return True
     return bool(getattr(request, "request_id", ""))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any, Unpack
 
 import grpc
@@ -113,15 +114,23 @@ class AsyncSeatsClient(Api):
         *,
         hub: requests.HubLike | None = None,
         tier: requests.TierLike | None = None,
+        idle_since: datetime | None = None,
         page_size: int = 100,
         **options: Unpack[requests.CallOptions],
     ) -> AsyncIterator[resources_pb2.SeatAssignment]:
-        """Every seat assignment of the account, optionally of one hub and tier, page
-        after page; ``options`` are those of each page's call."""
+        """Every seat assignment of the account, optionally of one hub and tier and only those
+        idle since ``idle_since`` (``requests.list_seat_assignments``), page after page;
+        ``options`` are those of each page's call."""
         token = ""
         while True:
             page = await self.list_seat_assignments(
-                account_id, hub=hub, tier=tier, page_size=page_size, page_token=token, **options
+                account_id,
+                hub=hub,
+                tier=tier,
+                idle_since=idle_since,
+                page_size=page_size,
+                page_token=token,
+                **options,
             )
             for assignment in page.assignments:
                 yield assignment

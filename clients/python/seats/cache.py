@@ -15,8 +15,8 @@ How it stays exact
 headers), pages every assignment (ListSeatAssignments), reads the sequence again (``s2``), then
 applies the watch's events after ``s1``; the server holds them meanwhile. The pages are separate reads, so together
 they may mix states between ``s1`` and ``s2``; but every event that changes an assignment sets or
-clears one (user, hub) key outright (SEAT_ASSIGNED sets the tier, SEAT_UNASSIGNED and
-USER_DELETED clear it), so replaying the events after ``s1`` over such a mix converges: a key no
+clears one (user, hub) key outright (SEAT_ASSIGNED sets the tier, SEAT_UNASSIGNED,
+SEAT_RECLAIMED and USER_DELETED clear it), so replaying the events after ``s1`` over such a mix converges: a key no
 event touched after ``s1`` had the same value at every moment the pages could have read it, and
 a key some event touched ends with the value of the last such event. Once the replay has
 applied ``s2``, the copy is exactly the account's state at the last applied sequence, and only
@@ -27,7 +27,8 @@ This never has to retry a load because writers kept the account busy.
 *Following.* Events are applied in sequence order; a sequence that is not the next one (a gap)
 makes the cache reload. SEAT_ASSIGNED gives the user ``tier`` in ``hub`` (a move is
 SEAT_UNASSIGNED of the old tier, then SEAT_ASSIGNED of the new one); SEAT_UNASSIGNED takes the
-user's seat of ``hub``; USER_DELETED drops the user; POOL_CLOSED (the free pool at an S6
+user's seat of ``hub``, and so does SEAT_RECLAIMED (the sweep took a seat idle for its pool's
+``idle_reclaim_days``); USER_DELETED drops the user; POOL_CLOSED (the free pool at an S6
 upgrade, whose holders were released by SEAT_UNASSIGNED events just before it) drops whoever
 still holds a seat of that pool. Other events only advance the sequence.
 
@@ -101,6 +102,7 @@ NEVER = -math.inf
 
 _ASSIGNED = r.SEAT_EVENT_TYPE_SEAT_ASSIGNED
 _UNASSIGNED = r.SEAT_EVENT_TYPE_SEAT_UNASSIGNED
+_RECLAIMED = r.SEAT_EVENT_TYPE_SEAT_RECLAIMED
 _USER_DELETED = r.SEAT_EVENT_TYPE_USER_DELETED
 _POOL_CLOSED = r.SEAT_EVENT_TYPE_POOL_CLOSED
 _NO_TIER = r.TIER_UNSPECIFIED
@@ -165,7 +167,7 @@ class View:
         kind = event.type
         if kind == _ASSIGNED:
             self.by_hub.setdefault(event.hub, {})[event.user_id] = event.tier
-        elif kind == _UNASSIGNED:
+        elif kind in (_UNASSIGNED, _RECLAIMED):  # a reclaimed seat is unassigned, by the sweep
             holders = self.by_hub.get(event.hub)
             if holders is not None:
                 holders.pop(event.user_id, None)

@@ -19,6 +19,9 @@
     seatctl users delete --user usr_...
     seatctl seats batch --change usr_a:sales:professional --change usr_b:sales:none
     seatctl seats check --hub sales --user usr_a --user usr_b
+    seatctl seats activity --hub sales --user usr_a --user usr_b    # they used their seats now
+    seatctl seats policy --hub sales --tier professional --idle-reclaim-days 30 --validate-only
+    seatctl seats list --idle-since 30d                   # seats nobody used for 30 days
     seatctl accounts upgrade --hub service --tier professional --assign usr_... --validate-only
     seatctl users list -q | xargs -n1 seatctl users show --user    # -q: ids only, one a line
     seatctl events tail --after 10 --follow               # Ctrl-C stops it (exit 0)
@@ -51,10 +54,11 @@ import argparse
 import importlib.metadata
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +208,36 @@ def datetime_arg(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+AGE = re.compile(r"(\d+)([hdw])")
+AGE_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def since_arg(text: str) -> datetime:
+    """A time as ``datetime_arg`` reads it, or an age before now: ``30d`` (days), ``12h``
+    (hours), ``2w`` (weeks). ``--idle-since 30d`` reads as "idle for 30 days", which is how a
+    person asks; the age counts from this machine's clock."""
+    match = AGE.fullmatch(text.strip().lower())
+    if match is not None:
+        return datetime.now(UTC) - timedelta(**{AGE_UNITS[match[2]]: int(match[1])})
+    try:
+        return datetime_arg(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time nor an age such as 30d, 12h or 2w: {text!r}") from None
+
+
+def activity_arg(text: str) -> tuple[str, int, datetime | None]:
+    """``USER:HUB[:TIME]`` of a --file of seat activity, e.g. ``usr_1:sales:2026-11-30T09:00:00Z``;
+    the time (ISO 8601, UTC without a zone) keeps its own colons, and without it the report
+    takes --at (default now)."""
+    parts = [part.strip() for part in text.split(":", 2)]
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise argparse.ArgumentTypeError(
+            f"expected USER:HUB[:TIME], e.g. usr_1:sales:2026-11-30T09:00:00Z, not {text!r}"
+        )
+    when = datetime_arg(parts[2]) if len(parts) == 3 and parts[2] else None
+    return parts[0], hub_arg(parts[1]), when
 
 
 # ---- formatting -----------------------------------------------------------------------------
@@ -601,16 +635,109 @@ def seats_unassign(ctx: Context) -> int:
 
 def seats_list(ctx: Context) -> int:
     args = ctx.args
-    assignments = list(ctx.client.iter_seat_assignments(ctx.account, hub=args.hub, tier=args.tier, page_size=PAGE_SIZE))
+    assignments = list(
+        ctx.client.iter_seat_assignments(
+            ctx.account, hub=args.hub, tier=args.tier, idle_since=args.idle_since, page_size=PAGE_SIZE
+        )
+    )
     if quiet(ctx):  # the users holding the listed seats, each once
         print_lines(dict.fromkeys(a.user_id for a in assignments))
         return EXIT_OK
     if ctx.as_json:
         print_json({"assignments": [message_dict(a) for a in assignments]})
         return EXIT_OK
-    rows = [[a.user_id, hub_name(a.hub), tier_name(a.tier), format_time(a, "assign_time")] for a in assignments]
-    print_lines(table(("USER", "HUB", "TIER", "ASSIGNED"), rows))
-    print(f"{len(rows)} seat(s) assigned")
+    rows = [
+        [
+            a.user_id,
+            hub_name(a.hub),
+            tier_name(a.tier),
+            format_time(a, "assign_time"),
+            format_time(a, "last_activity_time"),
+        ]
+        for a in assignments
+    ]
+    print_lines(table(("USER", "HUB", "TIER", "ASSIGNED", "LAST ACTIVITY"), rows))
+    if args.idle_since is None:
+        print(f"{len(rows)} seat(s) assigned")
+    else:
+        print(f"{len(rows)} seat(s) idle since {args.idle_since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
+    return EXIT_OK
+
+
+MAX_ACTIVITIES = 1000
+"""Reports per RecordSeatActivity call: more go in several calls, which is safe since a report
+recorded twice is recorded once."""
+
+
+def activity_reports(ctx: Context) -> list[tuple[str, int, datetime]]:
+    """The reports of --user (with --hub) and of --file, in that order; a report without a time
+    takes --at, else now."""
+    args = ctx.args
+    at: datetime = args.at or datetime.now(UTC)
+    if args.user and args.hub is None:
+        args.command_parser.error("--user needs --hub: the hub whose seat the users used")
+    if args.hub is not None and not args.user:
+        args.command_parser.error("--hub goes with --user (a --file line names its own hub)")
+    reports = [(user, int(args.hub), at) for user in args.user]
+    for where, line in file_lines(ctx):
+        try:
+            user, hub, when = activity_arg(line)
+        except argparse.ArgumentTypeError as err:
+            args.command_parser.error(f"{where}: {err}")
+        reports.append((user, hub, when or at))
+    if not reports:
+        args.command_parser.error("no reports: give --user USER_ID --hub HUB, or --file")
+    return reports
+
+
+def seats_activity(ctx: Context) -> int:
+    reports = activity_reports(ctx)
+    recorded = skipped = 0
+    for start in range(0, len(reports), MAX_ACTIVITIES):
+        response = ctx.client.record_seat_activity(ctx.account, reports[start : start + MAX_ACTIVITIES])
+        recorded += response.recorded
+        skipped += response.skipped
+    if ctx.as_json:  # one object, summed over the calls
+        print_json(message_dict(seat_service_pb2.RecordSeatActivityResponse(recorded=recorded, skipped=skipped)))
+        return EXIT_OK
+    print(f"recorded {recorded} seat(s), skipped {skipped} of {len(reports)} report(s)")
+    if skipped:
+        print("(skipped: no seat of that hub, a later use already recorded, or before the seat was given)")
+    return EXIT_OK
+
+
+def seats_policy(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.update_seat_policy(
+        ctx.account, args.hub, args.tier, args.idle_reclaim_days, validate_only=args.validate_only
+    )
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    pool = response.pool
+    days = pool.idle_reclaim_days
+    if args.validate_only:
+        print(f"validate only: nothing was changed. {pool_name(args.hub, args.tier)} would have:")
+    else:
+        print(f"set the policy of {pool_name(args.hub, args.tier)}:")
+    policy = f"after {days} days without activity" if days else "off: seats are never reclaimed"
+    print_lines(key_values([("idle reclaim", policy)]))
+    print()
+    print_lines(pool_table([pool]))
+    if not days:
+        return EXIT_OK
+    print()
+    idle = response.idle_seats
+    if not idle:
+        print(f"no seat has been idle {days} days or more")
+        return EXIT_OK
+    rows = [
+        [a.user_id, tier_name(a.tier), format_time(a, "last_activity_time"), format_time(a, "assign_time")]
+        for a in idle
+    ]
+    print_lines(table(("IDLE USER", "TIER", "LAST ACTIVITY", "ASSIGNED"), rows))
+    verb = "would reclaim" if args.validate_only else "reclaims"
+    print(f"{len(rows)} seat(s) idle {days} days or more: the next sweep {verb} them unless they are used first")
     return EXIT_OK
 
 
@@ -735,23 +862,31 @@ def accounts_upgrade(ctx: Context) -> int:
     return EXIT_OK
 
 
+def file_lines(ctx: Context) -> Iterator[tuple[str, str]]:
+    """The lines of --file (``-``: standard input) with where each is (``PATH, line N``), without
+    comments (``#`` to the end of the line) and blank lines; none without --file."""
+    args = ctx.args
+    if args.file is None:
+        return
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except OSError as err:
+        args.command_parser.error(f"cannot read --file {args.file}: {err.strerror or err}")
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            yield f"{args.file}, line {number}", line
+
+
 def batch_changes(ctx: Context) -> list[tuple[str, int, int | None]]:
     """The changes of --change and of --file (``-``: standard input), in that order."""
     args = ctx.args
     changes: list[tuple[str, int, int | None]] = list(args.change)
-    if args.file is not None:
+    for where, line in file_lines(ctx):
         try:
-            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-        except OSError as err:
-            args.command_parser.error(f"cannot read --file {args.file}: {err.strerror or err}")
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            try:
-                changes.append(change_arg(line))
-            except argparse.ArgumentTypeError as err:
-                args.command_parser.error(f"{args.file}, line {number}: {err}")
+            changes.append(change_arg(line))
+        except argparse.ArgumentTypeError as err:
+            args.command_parser.error(f"{where}: {err}")
     if not changes:
         args.command_parser.error("no changes: give --change USER:HUB:TIER or --file")
     return changes
@@ -1205,6 +1340,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--hub", type=hub_arg, help="only seats of this hub")
     listing.add_argument("--tier", type=tier_arg, help="only seats of this tier")
+    listing.add_argument(
+        "--idle-since",
+        type=since_arg,
+        metavar="TIME|AGE",
+        help="only seats not used since then (last activity, or the assignment when none): an ISO 8601 "
+        "time, e.g. 2026-11-01T00:00:00Z, or an age, e.g. 30d (idle for 30 days), 12h, 2w",
+    )
     add_quiet_option(listing, "the user ids holding the seats, each once")
     batch = add_command(
         seats,
@@ -1238,6 +1380,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--hub", type=hub_arg, required=True, help="sales or service")
     check.add_argument("--user", action="append", required=True, metavar="USER_ID", help="a user to check; repeatable")
+    activity = add_command(
+        seats,
+        "activity",
+        seats_activity,
+        "record that users used their seats",
+        "Records that users used their seats of a hub, at --at (default now): each seat's last activity\n"
+        "moves to the latest time reported, never back, so the idle-seat policy (`seatctl seats policy`)\n"
+        "counts the seat as used. A user without a seat of that hub is skipped. --file reads one report\n"
+        "a line, USER:HUB[:TIME] (# starts a comment; - reads standard input); more than 1000 reports go\n"
+        "in several calls. Running it again is safe: a use recorded twice is recorded once.\n\n"
+        "  seatctl seats activity --hub sales --user usr_a --user usr_b\n"
+        "  seatctl seats activity --hub sales --user usr_a --at 2026-11-30T09:00:00Z\n"
+        "  seatctl seats activity --file usage.txt",
+    )
+    activity.add_argument(
+        "--user", action="append", default=[], metavar="USER_ID", help="a user who used their seat; repeatable"
+    )
+    activity.add_argument("--hub", type=hub_arg, help="the hub of the --user seats: sales or service")
+    activity.add_argument(
+        "--at",
+        type=datetime_arg,
+        metavar="ISO8601",
+        help="when they used it, e.g. 2026-11-30T09:00:00Z (default now; UTC when no zone is given); at most "
+        "5 minutes ahead of the server's clock",
+    )
+    activity.add_argument(
+        "--file", metavar="PATH", help="more reports, one USER:HUB[:TIME] a line ('-': standard input)"
+    )
+    policy = add_command(
+        seats,
+        "policy",
+        seats_policy,
+        "set a pool's idle-seat policy (needs account access)",
+        "Sets how many days without activity (`seatctl seats activity`) make the renewal sweep take a\n"
+        "seat back into its pool (it stays billed, S18): 7 or more, or 0 to turn reclaiming off. Shows\n"
+        "the pool's policy and the seats idle that long now, which the next sweep reclaims unless they\n"
+        "are used first; --validate-only shows that without changing anything.\n\n"
+        "  seatctl seats policy --hub sales --tier professional --idle-reclaim-days 30 --validate-only",
+    )
+    add_pool_options(policy)
+    policy.add_argument(
+        "--idle-reclaim-days",
+        type=non_negative_int,
+        required=True,
+        metavar="DAYS",
+        help="days without activity before a seat is reclaimed: 7 or more; 0 turns reclaiming off",
+    )
+    policy.add_argument(
+        "--validate-only", action="store_true", help="show what the policy would reclaim; change nothing"
+    )
 
     users = nouns.add_parser("users", help="create, list, show, update and delete users").add_subparsers(
         dest="verb", required=True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TypedDict, Unpack
+from typing import Protocol, TypedDict, Unpack
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
@@ -24,6 +24,24 @@ HubLike = int | str
 """A hub: ``resources_pb2.HUB_SALES``, or a name like ``"sales"``, ``"SALES"``, ``"HUB_SALES"``."""
 TierLike = int | str
 """A tier: ``resources_pb2.TIER_PROFESSIONAL``, or a name like ``"professional"``."""
+
+
+class ActivityReport(Protocol):
+    """Anything with the three fields of a report of seat use, such as a dataclass or a named
+    tuple of the caller's: ``user_id``, ``hub`` (a HubLike) and ``activity_time`` (a datetime)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def hub(self) -> HubLike: ...
+    @property
+    def activity_time(self) -> datetime: ...
+
+
+ActivityLike = r.SeatActivity | tuple[str, HubLike, datetime] | ActivityReport
+"""A report that a user used their seat of a hub at a time: a ``resources_pb2.SeatActivity``,
+a ``(user_id, hub, activity_time)`` tuple such as ``("usr_1", "sales", datetime.now(UTC))``, or
+an object with those attributes (``ActivityReport``). A naive datetime is read as UTC."""
 
 
 class CallOptions(TypedDict, total=False):
@@ -81,6 +99,32 @@ def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(when)
     return ts
+
+
+ACTIVITY_FIELDS = ("user_id", "hub", "activity_time")
+
+
+def to_activity(report: ActivityLike) -> r.SeatActivity:
+    """A SeatActivity from any ``ActivityLike``; a message is copied, so that the request never
+    shares it with the caller. An object with the three attributes is read by name, a named tuple
+    too (whatever the order of its fields); a plain tuple by position. TypeError for anything
+    else, before any call."""
+    if isinstance(report, r.SeatActivity):
+        copy = r.SeatActivity()
+        copy.CopyFrom(report)
+        return copy
+    if all(hasattr(report, name) for name in ACTIVITY_FIELDS):
+        user_id, hub, when = (getattr(report, name) for name in ACTIVITY_FIELDS)
+    elif isinstance(report, tuple) and len(report) == 3:
+        user_id, hub, when = report
+    else:
+        raise TypeError(
+            "an activity is a SeatActivity, a (user_id, hub, activity_time) tuple or an object with those "
+            f"attributes, not {report!r}"
+        )
+    if not isinstance(when, datetime):
+        raise TypeError(f"the activity_time of a report is a datetime, not {when!r}")
+    return r.SeatActivity(user_id=user_id, hub=to_hub(hub), activity_time=_timestamp(when))
 
 
 # ---- SeatService ----------------------------------------------------------------------------
@@ -247,18 +291,24 @@ def list_seat_assignments(
     *,
     hub: HubLike | None = None,
     tier: TierLike | None = None,
+    idle_since: datetime | None = None,
     page_size: int = 0,
     page_token: str = "",
     **options: Unpack[CallOptions],
 ) -> s.ListSeatAssignmentsRequest:
-    """One page of seat assignments, optionally of one hub and tier."""
-    return s.ListSeatAssignmentsRequest(
+    """One page of seat assignments, optionally of one hub and tier. ``idle_since`` keeps only
+    the seats not used since then: their last activity (or, with none recorded, their
+    assignment) is before it; ``now - timedelta(days=30)`` lists the seats idle for 30 days."""
+    request = s.ListSeatAssignmentsRequest(
         account_id=account_id,
         hub=to_hub(hub) if hub is not None else r.HUB_UNSPECIFIED,
         tier=to_tier(tier) if tier is not None else r.TIER_UNSPECIFIED,
         page_size=page_size,
         page_token=page_token,
     )
+    if idle_since is not None:
+        request.idle_since.CopyFrom(_timestamp(idle_since))
+    return request
 
 
 def check_seats(
@@ -297,6 +347,45 @@ def upgrade_subscription(
 def preview_invoice(account_id: str, **options: Unpack[CallOptions]) -> s.PreviewInvoiceRequest:
     """This term's charges so far and the next renewal's lines (S9)."""
     return s.PreviewInvoiceRequest(account_id=account_id)
+
+
+def record_seat_activity(
+    account_id: str, activities: Iterable[ActivityLike], **options: Unpack[CallOptions]
+) -> s.RecordSeatActivityRequest:
+    """Reports that users used their seats (1 to 1000 reports; each an ``ActivityLike``, e.g.
+    ``("usr_1", "sales", when)``), so that the idle-seat policy of ``update_seat_policy`` counts
+    them as active. Each seat's last activity moves to the latest time reported, never back; the
+    reply counts the seats ``recorded`` and the reports ``skipped`` (no seat of that hub, or an
+    older time). A time more than 5 minutes ahead of the server's clock is refused.
+
+    It has no request id: reporting the same use twice records it once, so the client retries
+    it like a read (``_retry.safe_to_retry``). Needs account access, or a system call."""
+    return s.RecordSeatActivityRequest(account_id=account_id, activities=[to_activity(a) for a in activities])
+
+
+def update_seat_policy(
+    account_id: str,
+    hub: HubLike,
+    tier: TierLike,
+    idle_reclaim_days: int,
+    *,
+    validate_only: bool = False,
+    request_id: str = "",
+    **options: Unpack[CallOptions],
+) -> s.UpdateSeatPolicyRequest:
+    """Sets a pool's policy: seats idle ``idle_reclaim_days`` days (7 or more; 0 turns it off)
+    are unassigned by the renewal sweep, each with a SEAT_RECLAIMED event; they stay in the
+    pool and billed (S18). The reply holds the pool with its policy and the seats idle that long
+    now, which the next sweep would reclaim; ``validate_only`` only answers that, changing
+    nothing, to see what a policy would do before setting it. Needs account access."""
+    return s.UpdateSeatPolicyRequest(
+        account_id=account_id,
+        hub=to_hub(hub),
+        tier=to_tier(tier),
+        idle_reclaim_days=idle_reclaim_days,
+        validate_only=validate_only,
+        request_id=request_id,
+    )
 
 
 def list_seat_events(
