@@ -165,3 +165,24 @@ def test_readme_client_example_runs_with_only_the_client_distribution(tmp_path: 
     assert (venv / "bin" / "seatctl").exists()
     with serving(tmp_path) as server:
         check_client_example_output(run_client_example(python, server.address, tmp_path))
+
+
+def test_readme_idle_seats_example_runs(tmp_path: Path) -> None:
+    """The Idle seats section's block, as written, against a fresh server."""
+    with serving(tmp_path) as server:
+        done = subprocess.run(
+            [sys.executable, "-c", block("idle-seats", "python")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SEATS_TARGET": server.address},
+            timeout=COMMAND_SECONDS,
+            check=False,
+        )
+    assert done.returncode == 0, f"the idle seats example failed:\n{done.stdout}\n{done.stderr}"
+    assert done.stdout.splitlines() == [
+        "recorded: 2 skipped: 0",
+        "idle since now: ['cy']",
+        "would reclaim: []",
+        "policy: 30 days",
+    ]
