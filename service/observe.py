@@ -13,8 +13,9 @@ dashboards and alerts written for them work unchanged. Then the seats' own:
 
     seats_purchased_total{hub, tier}                 seats bought, by a purchase or with a new
                                                      subscription (a purchase of 3 counts 3)
-    seat_assignments_total{hub, tier, change}        change: assigned | unassigned (a move between
-                                                     tiers is an unassigned and an assigned)
+    seat_assignments_total{hub, tier, change}        change: assigned | unassigned | reclaimed (idle,
+                                                     by the sweep); a move between tiers is an
+                                                     unassigned and an assigned
     seats_refusals_total{reason}                     calls answered with an ErrorInfo reason
     seats_store_transaction_seconds{kind}            kind: write (one group commit) | read
     seats_store_group_commit_size                    write calls per group commit (histogram)
@@ -489,13 +490,21 @@ class StoreObserver:
                 if counter is None:
                     counter = self._purchased[key] = self.metrics.purchased.labels(*_names(e.hub, e.tier))
                 counter.inc(e.quantity)
-            elif e.type is EventType.SEAT_ASSIGNED or e.type is EventType.SEAT_UNASSIGNED:
-                change = "assigned" if e.type is EventType.SEAT_ASSIGNED else "unassigned"
+            elif e.type in ASSIGNMENT_CHANGES:
+                change = ASSIGNMENT_CHANGES[e.type]
                 akey = (e.hub, e.tier, change)
                 counter = self._assignments.get(akey)
                 if counter is None:
                     counter = self._assignments[akey] = self.metrics.assignments.labels(*_names(e.hub, e.tier), change)
                 counter.inc()
+
+
+ASSIGNMENT_CHANGES = {
+    EventType.SEAT_ASSIGNED: "assigned",
+    EventType.SEAT_UNASSIGNED: "unassigned",
+    EventType.SEAT_RECLAIMED: "reclaimed",
+}
+"""The change label of seat_assignments_total for each event that gives or takes a seat."""
 
 
 def _names(hub: int, tier: int) -> tuple[str, str]:

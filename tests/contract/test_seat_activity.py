@@ -222,6 +222,9 @@ def test_a_policy_lists_the_idle_seats_and_the_sweep_reclaims_them(running: Runn
         (resources_pb2.SEAT_EVENT_TYPE_SEAT_RECLAIMED, bob, "system")
     ]
     assert reclaimed[0].before.assigned == before.assigned and reclaimed[0].after.assigned == after.assigned
+    registry = running.store.observer.metrics.registry  # type: ignore[union-attr]
+    labels = {"hub": "sales", "tier": "professional", "change": "reclaimed"}
+    assert registry.get_sample_value("seat_assignments_total", labels) == 1
     running.server.sweeper.sweep_once()  # nothing more is idle that long
     assert len(events(running.seats, tenant)) == kept + 2
 
