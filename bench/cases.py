@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from seats.v1 import resources_pb2 as r
 from seats.v1 import seat_service_pb2 as seat_pb
 from seats.v1 import user_service_pb2 as user_pb
@@ -77,6 +78,9 @@ SQLITE_GOALS = {
     "ListUsers(50)": 0.3,
     "PurchaseSeats": 0.4,
     "AssignSeat": 0.4,
+    # Not a goal the service was given: activity is meant to be reported on every use, so it should
+    # cost about what a single write does, for a hundred seats at once.
+    "RecordSeatActivity(100)": 0.4,
 }
 POSTGRES_READ_GOAL = 0.5
 POSTGRES_WRITE_GOAL = 0.2
@@ -113,6 +117,15 @@ def build_cases(data: DataSet) -> list[Case]:
         a = data.purchase_accounts[round_no % len(data.purchase_accounts)]
         request = seat_pb.PurchaseSeatsRequest(account_id=a.account_id, hub=sales, tier=pro, quantity=1)
         return probe(SEAT_SERVICE, "PurchaseSeats", request, a.owner)
+
+    def activity(_round: int) -> Probe:
+        # a new time every round: the first call of a round moves the seats, the others find
+        # nothing newer (each runs the same statement); users without a seat are skipped
+        now = Timestamp()
+        now.GetCurrentTime()
+        reports = [r.SeatActivity(user_id=u, hub=sales, activity_time=now) for u in small.sample[:100]]
+        request = seat_pb.RecordSeatActivityRequest(account_id=small.account_id, activities=reports)
+        return probe(SEAT_SERVICE, "RecordSeatActivity", request, small.owner)
 
     summary = probe(
         SEAT_SERVICE, "GetSeatSummary", seat_pb.GetSeatSummaryRequest(account_id=small.account_id), small.owner
@@ -156,4 +169,5 @@ def build_cases(data: DataSet) -> list[Case]:
         Case("ListUsers(50)", "read", [Arm("ListUsers(50)", "", _same_every_round(list_users))]),
         Case("PurchaseSeats", "write", [Arm("PurchaseSeats", "", purchase)]),
         Case("AssignSeat", "write", [Arm("AssignSeat (already held)", "", _same_every_round(assign))]),
+        Case("RecordSeatActivity(100)", "write", [Arm("RecordSeatActivity(100)", "", activity)]),
     ]
