@@ -89,8 +89,10 @@ def served(backend: str, url: str, **settings: Any) -> Iterator[Running]:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One server per database kind for the whole session; tests make their own accounts."""
-    with served(request.param, database_url(request.param, tmp_path_factory)) as running:
+    """One server per database kind for the whole session; tests make their own accounts. Its
+    sweep runs when a test calls sweep_once, never by itself: a background sweep at a moment of
+    real time would renew or reclaim between a test's clock moves and its checks."""
+    with served(request.param, database_url(request.param, tmp_path_factory), sweep_interval_seconds=0) as running:
         yield running
 
 

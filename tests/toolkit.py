@@ -254,6 +254,11 @@ class Log:
         return Counter(event_key(e) for e in self.by_request.get(request_id, []))
 
 
+SEAT_TAKEN = ("SEAT_UNASSIGNED", "SEAT_RECLAIMED")
+"""Events that take a seat from its user, leaving it in the pool (S18): by a call, or by the sweep
+from a seat idle past its pool's policy."""
+
+
 def replay_log(events: Sequence[resources_pb2.SeatEvent]) -> Log:
     """I4 over a whole log: sequences are exactly 1..n; every pool event starts from where the last
     event of its pool left the pool (a pool opens from nothing) and moves it the way its type says;
@@ -286,13 +291,13 @@ def replay_log(events: Sequence[resources_pb2.SeatEvent]) -> Log:
                 )
             elif kind == "SEAT_ASSIGNED":  # S11: it may take a pending seat
                 assert moved in ((0, 1, 0), (0, 1, -1)), f"I4: {where} moved the pool by {moved}"
-            elif kind == "SEAT_UNASSIGNED":
+            elif kind in SEAT_TAKEN:
                 assert moved == (0, -1, 0), f"I4: {where} moved the pool by {moved}"
             elif kind == "POOL_OPENED":
                 assert before == (0, 0, 0, 0), f"I4: {where} opens {pool_name(key)} from {before}"
-            if kind in ("SEAT_ASSIGNED", "SEAT_UNASSIGNED"):
+            if kind == "SEAT_ASSIGNED" or kind in SEAT_TAKEN:
                 assert e.user_id, f"I4: {where} names no user"
-            if kind in PER_QUANTITY or kind in ("SEAT_ASSIGNED", "SEAT_UNASSIGNED"):
+            if kind in PER_QUANTITY or kind == "SEAT_ASSIGNED" or kind in SEAT_TAKEN:
                 assert after[0] == before[0], f"I4: {where} changed the included seats"
             state[key] = after
             if kind == "POOL_CLOSED":
@@ -301,7 +306,7 @@ def replay_log(events: Sequence[resources_pb2.SeatEvent]) -> Log:
                 held = log.holders.get((e.user_id, e.hub))
                 assert held is None, f"I3: {where} gives {pool_name(key)} to a user who still holds tier {held}"
                 log.holders[(e.user_id, e.hub)] = e.tier
-            elif kind == "SEAT_UNASSIGNED":
+            elif kind in SEAT_TAKEN:
                 held = log.holders.pop((e.user_id, e.hub), None)
                 assert held == e.tier, f"I3: {where} takes {pool_name(key)} from a user who held tier {held}"
         log.after[e.sequence] = dict(state)

@@ -257,6 +257,17 @@ CHARGE_COLUMNS = (
 )
 
 
+def last_use(table: str = "") -> str:
+    """A seat's last use, in SQL: the later of its last activity and its assign_time (a grant,
+    or a move to another tier: an administrator's act counts as a use); with no activity
+    recorded (NULL), assign_time."""
+    t = f"{table}." if table else ""
+    return f"(CASE WHEN {t}last_activity_time > {t}assign_time THEN {t}last_activity_time ELSE {t}assign_time END)"
+
+
+LAST_USE = last_use()
+
+
 @functools.lru_cache(maxsize=4096)
 def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
@@ -333,26 +344,27 @@ class Sql:
         )
         self.purge_requests = self.q("DELETE FROM request_records WHERE create_time < ?")
         # Activity moves a seat's last use forward only, and never before the seat was given.
+        # A seat's last use is the later of its last activity and its assign_time (a grant, or a
+        # move to another tier: an administrator's act is a use too); NULL activity: assign_time.
         self.record_activity = self.q(
             "UPDATE seat_assignments SET last_activity_time = ? WHERE account_id = ? AND user_id = ? AND hub = ? "
             "AND assign_time <= ? AND (last_activity_time IS NULL OR last_activity_time < ?)"
         )
         self.idle_seats = self.q(
             "SELECT user_id, hub, tier, assign_time, last_activity_time FROM seat_assignments "
-            "WHERE account_id = ? AND hub = ? AND tier = ? AND COALESCE(last_activity_time, assign_time) <= ? "
+            f"WHERE account_id = ? AND hub = ? AND tier = ? AND {LAST_USE} <= ? "
             "ORDER BY user_id LIMIT ?"
         )
         # Takes a seat only if it is still idle when the row is written (activity is recorded
         # without the account's lock).
         self.delete_idle_assignment = self.q(
-            "DELETE FROM seat_assignments WHERE account_id = ? AND user_id = ? AND hub = ? "
-            "AND COALESCE(last_activity_time, assign_time) <= ?"
+            f"DELETE FROM seat_assignments WHERE account_id = ? AND user_id = ? AND hub = ? AND {LAST_USE} <= ?"
         )
         self.reclaim_candidates = self.q(
             "SELECT DISTINCT p.account_id FROM seat_pools p JOIN seat_assignments s "
             "ON s.account_id = p.account_id AND s.hub = p.hub AND s.tier = p.tier "
             "WHERE p.idle_reclaim_days > 0 "
-            "AND COALESCE(s.last_activity_time, s.assign_time) <= ? - p.idle_reclaim_days * 86400000000 "
+            f"AND {last_use('s')} <= ? - p.idle_reclaim_days * 86400000000 "
             "ORDER BY p.account_id LIMIT ?"
         )
         self.insert_outbox = self.q("INSERT INTO event_outbox (account_id, sequence) VALUES (?, ?)")
@@ -1144,7 +1156,7 @@ class Store:
     ) -> list[Assignment]:
         where, params = ["account_id = ?"], [account_id]
         if idle_before is not None:
-            where.append("COALESCE(last_activity_time, assign_time) < ?")
+            where.append(f"{LAST_USE} < ?")
             params.append(to_micros(idle_before))  # type: ignore[arg-type]
         if hub is not None:
             where.append("hub = ?")
@@ -1193,7 +1205,7 @@ class Store:
         return int(cursor.rowcount)
 
     def idle_seats(self, account_id: str, hub: Hub, tier: Tier, idle_before: datetime, limit: int) -> list[Assignment]:
-        """A pool's seats last used (or, never used, given) at or before idle_before."""
+        """A pool's seats last used (see last_use) at or before idle_before."""
         rows = self._rows(self.sql.idle_seats, (account_id, int(hub), int(tier), to_micros(idle_before), limit))
         return [self._assignment(r) for r in rows]
 

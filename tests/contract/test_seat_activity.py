@@ -110,8 +110,11 @@ def test_a_move_to_another_tier_keeps_the_last_use_and_an_unassign_forgets_it(ru
     ann = new_user(running.users, tenant, seats=[(SALES, PROFESSIONAL)]).user_id
     now = running.clock.now()
     record(running, tenant, (ann, SALES, now))
-    assign(running.seats, tenant, ann, SALES, STARTER)
+    running.clock.advance(days=40)
+    assert set(seats_listed(running, tenant, idle_since=running.clock.now())) == {ann}
+    assign(running.seats, tenant, ann, SALES, STARTER)  # an administrator's move: a use of the seat
     assert to_dt(seats_listed(running, tenant)[ann]) == now  # type: ignore[arg-type]
+    assert set(seats_listed(running, tenant, idle_since=running.clock.now())) == set()
     running.seats.UnassignSeat(
         seat_service_pb2.UnassignSeatRequest(account_id=tenant.id, user_id=ann, hub=SALES), metadata=tenant.as_owner
     )

@@ -581,5 +581,7 @@ def _check_pool_row(hub: Hub, tier: Tier, r: PoolRow) -> None:
 
 
 def _last_use(row: AssignmentRow) -> datetime:
-    """When the seat was last used, or given when no use was reported."""
-    return row.last_activity_time if row.last_activity_time is not None else row.assign_time
+    """When the seat was last used: the later of its last activity and its grant (or move)."""
+    if row.last_activity_time is not None and row.last_activity_time > row.assign_time:
+        return row.last_activity_time
+    return row.assign_time

@@ -297,8 +297,9 @@ def list_seat_assignments(
     **options: Unpack[CallOptions],
 ) -> s.ListSeatAssignmentsRequest:
     """One page of seat assignments, optionally of one hub and tier. ``idle_since`` keeps only
-    the seats not used since then: their last activity (or, with none recorded, their
-    assignment) is before it; ``now - timedelta(days=30)`` lists the seats idle for 30 days."""
+    the seats not used since then: their last activity and their assignment (a grant, or a move
+    to another tier) are both before it; ``now - timedelta(days=30)`` lists the seats idle for
+    30 days."""
     request = s.ListSeatAssignmentsRequest(
         account_id=account_id,
         hub=to_hub(hub) if hub is not None else r.HUB_UNSPECIFIED,

@@ -750,8 +750,8 @@ class ListSeatAssignmentsRequest(_message.Message):
     """next_page_token of the previous page."""
     @_builtins.property
     def idle_since(self) -> _timestamp_pb2.Timestamp:
-        """Only seats idle since this time, if set: their last activity (or, with none recorded, their
-        assignment) is before it.
+        """Only seats idle since this time, if set: their last activity and their assignment (a grant,
+        or a move to another tier) are both before it.
         """
 
     def __init__(

@@ -261,7 +261,8 @@ class SeatServiceServicer:
 
     def UpdateSeatPolicy(self, request, context):
         """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
-        unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+        unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
+        event. Answers the seats that
         are idle that long now; with validate_only, only that, and nothing changes. Needs account
         access.
         """

@@ -91,7 +91,8 @@ class SeatServiceStub:
     """
     UpdateSeatPolicy: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.UpdateSeatPolicyRequest, _seat_service_pb2.UpdateSeatPolicyResponse]
     """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
-    unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+    unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
+    event. Answers the seats that
     are idle that long now; with validate_only, only that, and nothing changes. Needs account
     access.
     """
@@ -159,7 +160,8 @@ class SeatServiceAsyncStub(SeatServiceStub):
     """
     UpdateSeatPolicy: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.UpdateSeatPolicyRequest, _seat_service_pb2.UpdateSeatPolicyResponse]  # type: ignore[assignment]
     """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
-    unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+    unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
+    event. Answers the seats that
     are idle that long now; with validate_only, only that, and nothing changes. Needs account
     access.
     """
@@ -326,7 +328,8 @@ class SeatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_seat_service_pb2.UpdateSeatPolicyResponse, _abc.Awaitable[_seat_service_pb2.UpdateSeatPolicyResponse]]:
         """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
-        unassign seats idle that long, each with a SEAT_RECLAIMED event. Answers the seats that
+        unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
+        event. Answers the seats that
         are idle that long now; with validate_only, only that, and nothing changes. Needs account
         access.
         """
