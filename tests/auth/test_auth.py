@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -292,6 +293,8 @@ def cross_account_calls(client: SeatsClient, account_id: str, user_id: str) -> d
         ),
         "ListSeatAssignments": lambda: client.list_seat_assignments(account_id),
         "CheckSeats": lambda: client.check_seats(account_id, "sales", [user_id]),
+        "RecordSeatActivity": lambda: client.record_seat_activity(account_id, [(user_id, "sales", datetime.now(UTC))]),
+        "UpdateSeatPolicy": lambda: client.update_seat_policy(account_id, "sales", "professional", 30),
         "UpgradeSubscription": lambda: client.upgrade_subscription(account_id, "sales", "enterprise"),
         "PreviewInvoice": lambda: client.preview_invoice(account_id),
         "ListSeatEvents": lambda: client.list_seat_events(account_id),
