@@ -12,6 +12,7 @@ from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
 from ..domain.errors import ErrorReason, Kind, SeatError, invalid, reason
+from ..domain.model import Hub
 from ..domain.seats import MAX_KEPT_CHECK, NewAccount, SeatDomain, check_count
 from ..events import EventHub, WatchSlots
 from .common import (
@@ -25,6 +26,7 @@ from .common import (
     event_pb,
     from_ts,
     hub_of,
+    micros_of,
     money,
     pool_pb,
     req_hub,
@@ -36,6 +38,7 @@ from .common import (
 )
 
 WATCH_BATCH = 100
+HUBS = {int(h): h for h in Hub}  # a report's hub without an enum call (hub_of explains a bad one)
 
 
 class SeatServicer(pb_grpc.SeatServiceServicer):
@@ -409,8 +412,8 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         reports = [
             (
                 a.user_id,
-                hub_of(a.hub, f"activities[{i}].hub"),
-                from_ts(a.activity_time, f"activities[{i}].activity_time") if a.HasField("activity_time") else None,
+                HUBS.get(a.hub) or hub_of(a.hub, f"activities[{i}].hub"),
+                micros_of(a.activity_time, f"activities[{i}].activity_time") if a.HasField("activity_time") else None,
             )
             for i, a in enumerate(request.activities)
         ]

@@ -350,6 +350,12 @@ class Sql:
             "UPDATE seat_assignments SET last_activity_time = ? WHERE account_id = ? AND user_id = ? AND hub = ? "
             "AND assign_time <= ? AND (last_activity_time IS NULL OR last_activity_time < ?)"
         )
+        self.record_activity_arrays = self.q(
+            "UPDATE seat_assignments s SET last_activity_time = v.t "
+            "FROM unnest(?::text[], ?::smallint[], ?::bigint[]) AS v(user_id, hub, t) "
+            "WHERE s.account_id = ? AND s.user_id = v.user_id AND s.hub = v.hub AND s.assign_time <= v.t "
+            "AND (s.last_activity_time IS NULL OR s.last_activity_time < v.t)"
+        )
         self.idle_seats = self.q(
             "SELECT user_id, hub, tier, assign_time, last_activity_time FROM seat_assignments "
             f"WHERE account_id = ? AND hub = ? AND tier = ? AND {LAST_USE} <= ? "
@@ -1180,22 +1186,19 @@ class Store:
             r[0], Hub(r[1]), Tier(r[2]), from_micros(r[3]), from_micros(r[4]) if r[4] is not None else None
         )
 
-    def record_activity(self, account_id: str, reports: Sequence[tuple[str, Hub, datetime]]) -> int:
-        """Moves each reported seat's last activity forward to its time (never back, never
-        before the seat was given); returns how many seats moved. One statement per call."""
+    def record_activity(self, account_id: str, reports: Sequence[tuple[str, Hub, int]]) -> int:
+        """Moves each reported seat's last activity forward to its time (microseconds since the
+        epoch; never back, never before the seat was given); returns how many seats moved. One
+        statement per call."""
         if not reports:
             return 0
-        if self.dialect == "postgres":  # one UPDATE joined to a VALUES list
-            values = ", ".join(["(%s, %s::smallint, %s::bigint)"] * len(reports))
-            sql = (
-                "UPDATE seat_assignments s SET last_activity_time = v.t FROM (VALUES "
-                f"{values}) AS v(user_id, hub, t) WHERE s.account_id = %s AND s.user_id = v.user_id "
-                "AND s.hub = v.hub AND s.assign_time <= v.t "
-                "AND (s.last_activity_time IS NULL OR s.last_activity_time < v.t)"
+        if self.dialect == "postgres":  # one UPDATE joined to three arrays: one statement text, three parameters
+            users, hubs, times = zip(*reports, strict=True)
+            cursor = self._exec(
+                self.sql.record_activity_arrays, (list(users), [int(h) for h in hubs], list(times), account_id)
             )
-            params = [p for u, h, t in reports for p in (u, int(h), to_micros(t))]
-            return int(self._exec(sql, [*params, account_id]).rowcount)
-        rows = [(to_micros(t), account_id, u, int(h), to_micros(t), to_micros(t)) for u, h, t in reports]
+            return int(cursor.rowcount)
+        rows = [(t, account_id, u, int(h), t, t) for u, h, t in reports]
         try:
             with EXCEPTION_WRAPPER:
                 cursor = self.db.cursor()

@@ -176,6 +176,20 @@ def test_bad_activity_reports_are_invalid_argument_and_record_nothing(running: R
             metadata=tenant.as_owner,
         )
     assert refusal.fields == ["activities[0].hub"]
+    with refused(INVALID, "INVALID_FIELD") as refusal:  # past 9999-12-31, which a Timestamp cannot hold
+        running.seats.RecordSeatActivity(
+            seat_service_pb2.RecordSeatActivityRequest(
+                account_id=tenant.id,
+                activities=[
+                    resources_pb2.SeatActivity(user_id=ann, hub=SALES, activity_time=ts(now)),
+                    resources_pb2.SeatActivity(
+                        user_id=ann, hub=SALES, activity_time=Timestamp(seconds=253_402_300_800)
+                    ),
+                ],
+            ),
+            metadata=tenant.as_owner,
+        )
+    assert refusal.fields == ["activities[1].activity_time"]
     assert seats_listed(running, tenant)[ann] is None
 
 

@@ -27,7 +27,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import peewee as pw
@@ -446,9 +446,10 @@ class MemoryStore:
         return rows[:limit]
 
     @_statement
-    def record_activity(self, account_id: str, reports: Sequence[tuple[str, Hub, datetime]]) -> int:
+    def record_activity(self, account_id: str, reports: Sequence[tuple[str, Hub, int]]) -> int:
         moved = 0
-        for user_id, hub, time in reports:
+        for user_id, hub, micros in reports:
+            time = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
             row = self.tables.assignments.get((user_id, hub))
             if row is None or row.account_id != account_id or time < row.assign_time:
                 continue
