@@ -174,6 +174,14 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _url(port: int, dbname: str, options: Mapping[str, str | int]) -> str:
+    """A libpq URL of the superuser on 127.0.0.1:port; options go in the query."""
+    url = f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{quote(dbname, safe='')}"
+    if options:
+        url += "?" + urlencode({name: str(value) for name, value in options.items()})
+    return url
+
+
 def postgres_binaries_available() -> str | None:
     """None when clusters of the tests' own can be made here, else why not (for a visible skip)."""
     for name in PG_BINARIES:
@@ -330,10 +338,7 @@ class PgCluster:
 
     def url(self, dbname: str = "postgres", **options: str | int) -> str:
         """A libpq URL of this cluster over TCP, as the service is given one; options go in the query."""
-        url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
-        if options:
-            url += "?" + urlencode({name: str(value) for name, value in options.items()})
-        return url
+        return _url(self.port, dbname, options)
 
     def connect(self, dbname: str = "postgres", **options: str | int) -> Any:
         """A psycopg2 connection in autocommit mode; the caller closes it."""
@@ -559,10 +564,7 @@ class PgBouncer:
 
     def url(self, dbname: str = "postgres", **options: str | int) -> str:
         """A libpq URL through the bouncer."""
-        url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
-        if options:
-            url += "?" + urlencode({name: str(value) for name, value in options.items()})
-        return url
+        return _url(self.port, dbname, options)
 
     def admin(self, command: str) -> list[tuple[Any, ...]]:
         """A command of pgbouncer's admin console (``SHOW POOLS``, ``RECONNECT``, ...) and its rows."""
