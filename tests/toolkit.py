@@ -255,6 +255,9 @@ class Log:
 
 
 SEAT_TAKEN = ("SEAT_UNASSIGNED", "SEAT_RECLAIMED")
+REQUEST_STEPS = ("SEAT_REQUESTED", "SEAT_REQUEST_WAITING", "SEAT_REQUEST_DENIED", "SEAT_POLICY_UPDATED")
+"""Events about a pool that move none of its counts: a seat request's steps, and a policy change
+(a grant of a request is a SEAT_ASSIGNED event)."""
 """Events that take a seat from its user, leaving it in the pool (S18): by a call, or by the sweep
 from a seat idle past its pool's policy."""
 
@@ -293,6 +296,8 @@ def replay_log(events: Sequence[resources_pb2.SeatEvent]) -> Log:
                 assert moved in ((0, 1, 0), (0, 1, -1)), f"I4: {where} moved the pool by {moved}"
             elif kind in SEAT_TAKEN:
                 assert moved == (0, -1, 0), f"I4: {where} moved the pool by {moved}"
+            elif kind in REQUEST_STEPS:
+                assert after == before, f"I4: {where} moved the pool from {before} to {after}"
             elif kind == "POOL_OPENED":
                 assert before == (0, 0, 0, 0), f"I4: {where} opens {pool_name(key)} from {before}"
             if kind == "SEAT_ASSIGNED" or kind in SEAT_TAKEN:

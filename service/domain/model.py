@@ -51,6 +51,23 @@ class EventType(IntEnum):
     USER_DELETED = 13
     SEAT_RECLAIMED = 14
     SEAT_POLICY_UPDATED = 15
+    SEAT_REQUESTED = 16
+    SEAT_REQUEST_WAITING = 17
+    SEAT_REQUEST_DENIED = 18
+
+
+class RequestState(IntEnum):
+    """Where a seat request stands: open (pending, waiting) or closed (the rest)."""
+
+    PENDING = 1
+    WAITING = 2
+    GRANTED = 3
+    DENIED = 4
+    CANCELLED = 5
+
+    @property
+    def open(self) -> bool:
+        return self in (RequestState.PENDING, RequestState.WAITING)
 
 
 class ChargeKind(IntEnum):
@@ -108,6 +125,8 @@ class Pool:
     pending_removal: int
     version: int = 0
     idle_reclaim_days: int = 0  # the pool's policy: 0, never; else the sweep unassigns seats idle that long
+    waiting_requests: int = 0  # approved seat requests waiting for a seat; while above 0, available is 0
+    auto_approve_requests: bool = False  # the pool's policy: grant requests at once while seats are free
     dirty: bool = field(default=False, compare=False)
     new: bool = field(default=False, compare=False)
 
@@ -233,6 +252,25 @@ class Event:
     before: PoolCounts = PoolCounts()
     after: PoolCounts = PoolCounts()
     sequence: int = 0
+    seat_request_id: str = ""
+
+
+@dataclass(frozen=True)
+class SeatRequest:
+    """A user's request for a seat of one hub and tier. number orders an account's requests:
+    the waiting ones are granted in it."""
+
+    seat_request_id: str
+    number: int
+    user_id: str
+    hub: Hub
+    tier: Tier
+    state: RequestState
+    create_time: datetime
+    update_time: datetime
+    requested_by: str
+    decided_by: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,6 +289,8 @@ class PoolView:
     currency_code: str
     etag: str
     idle_reclaim_days: int = 0
+    waiting_requests: int = 0
+    auto_approve_requests: bool = False
 
 
 @dataclass(frozen=True)

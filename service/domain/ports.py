@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from .model import Account, Assignment, Charge, Event, Hub, Pool, Tier, User
+from .model import Account, Assignment, Charge, Event, Hub, Pool, RequestState, SeatRequest, Tier, User
 
 T = TypeVar("T")
 
@@ -88,6 +88,29 @@ class Assignments(Protocol):
     def reclaim_candidates(self, now: datetime, limit: int) -> list[str]: ...
 
 
+class SeatRequests(Protocol):
+    """Users' requests for seats and the pools' waiting lists. The account's lock orders them:
+    every method but the list runs inside a write that holds it."""
+
+    def next_request_number(self, account_id: str) -> int: ...
+    def insert_seat_request(self, account_id: str, r: SeatRequest) -> None: ...
+    def get_seat_request(self, account_id: str, seat_request_id: str) -> SeatRequest | None: ...
+    def open_seat_requests(self, account_id: str, user_id: str) -> list[SeatRequest]: ...
+    def waiting_seat_requests(self, account_id: str, hub: Hub, tier: Tier, limit: int) -> list[SeatRequest]: ...
+    def close_seat_request(
+        self, account_id: str, seat_request_id: str, state: RequestState, when: datetime, decided_by: str
+    ) -> bool: ...
+    def list_seat_requests(
+        self,
+        account_id: str,
+        after: int,
+        limit: int,
+        state: RequestState | None,
+        hub: Hub | None,
+        user_id: str | None,
+    ) -> list[SeatRequest]: ...
+
+
 class RequestRecord(NamedTuple):
     """What a call that ran under a request id answered (I5): its response, or its refusal."""
 
@@ -118,5 +141,5 @@ class Ledger(Protocol):
     def purge_requests(self, before: datetime) -> int: ...
 
 
-class SeatStore(UnitOfWork, Accounts, Pools, Users, Assignments, Ledger, Protocol):
+class SeatStore(UnitOfWork, Accounts, Pools, Users, Assignments, SeatRequests, Ledger, Protocol):
     """Everything the use cases ask of persistence."""

@@ -45,7 +45,9 @@ from .model import (
     Pool,
     PoolCounts,
     PoolView,
+    RequestState,
     SeatRef,
+    SeatRequest,
     Tier,
     User,
 )
@@ -73,6 +75,9 @@ RECLAIM_BATCH = 500  # seats one pool gives back per sweep transaction
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_PAST_TERM_START = timedelta(days=10 * 365)  # an account migrated from an older system
 MAX_SEQUENCE = 2**62
+POLICY_FIELDS = frozenset({"idle_reclaim_days", "auto_approve_requests"})  # what UpdateSeatPolicy may set
+POLICY_ACTOR = "policy"  # decided_by of a request granted by a pool's auto-approval
+MAX_GRANT_ROUNDS = 8  # waiting-list passes per unit: a grant that moves a user frees a seat elsewhere
 MAX_KEPT_CHECK = 16  # CheckSeats answers of up to this many ids are kept per account version
 
 
@@ -204,6 +209,7 @@ class Unit:
         user_id: str = "",
         previous_tier: int = 0,
         quantity: int = 0,
+        seat_request_id: str = "",
     ) -> None:
         """Records one change (I4); the store numbers it when the unit commits."""
         self.events.append(
@@ -219,6 +225,7 @@ class Unit:
                 quantity=quantity,
                 before=(before or pool.counts()) if pool else PoolCounts(),
                 after=pool.counts() if pool else PoolCounts(),
+                seat_request_id=seat_request_id,
             )
         )
 
@@ -362,7 +369,9 @@ class SeatDomain:
         return pool
 
     def _finish(self, unit: Unit) -> None:
-        """Saves the unit, and once it commits keeps the account's new version in memory."""
+        """Serves the waiting lists, saves the unit, and once it commits keeps the account's new
+        version in memory."""
+        self._serve_waiting(unit)
         account_id = unit.account.account_id
         for hub, tier in unit.closed:
             self.store.delete_pool(account_id, hub, tier)
@@ -433,6 +442,8 @@ class SeatDomain:
             account.currency_code,
             pool.etag,
             pool.idle_reclaim_days,
+            pool.waiting_requests,
+            pool.auto_approve_requests,
         )
 
     def _views(self, unit: Unit) -> list[PoolView]:
@@ -822,6 +833,7 @@ class SeatDomain:
         current: Assignment | None,
         purchase_if_needed: bool,
         subject: str,
+        seat_request_id: str = "",
     ) -> AssignResult:
         account = unit.account
         pool = self._pool(unit, hub, tier)
@@ -836,7 +848,12 @@ class SeatDomain:
         else:
             self.store.move_assignment(account.account_id, assignment)
         unit.event(
-            EventType.SEAT_ASSIGNED, pool, before, user_id=user_id, previous_tier=int(current.tier) if current else 0
+            EventType.SEAT_ASSIGNED,
+            pool,
+            before,
+            user_id=user_id,
+            previous_tier=int(current.tier) if current else 0,
+            seat_request_id=seat_request_id,
         )
         return AssignResult(assignment, self._view(account, pool), True, current.tier if current else None, charge)
 
@@ -1019,23 +1036,39 @@ class SeatDomain:
         return moved, len(reports) - moved
 
     def update_seat_policy(
-        self, call: Call, account_id: str, hub: Hub, tier: Tier, idle_reclaim_days: int, *, validate_only: bool
+        self,
+        call: Call,
+        account_id: str,
+        hub: Hub,
+        tier: Tier,
+        idle_reclaim_days: int,
+        *,
+        validate_only: bool,
+        auto_approve_requests: bool = False,
+        fields: frozenset[str] = POLICY_FIELDS,
     ) -> tuple[PoolView, list[Assignment]]:
-        """Sets a pool's idle-reclaim policy (an event when it changes) and answers the seats
-        idle that long now, which the sweep would reclaim; validate_only changes nothing."""
+        """Sets the fields of a pool's policy (an event when it changes) and answers the seats
+        idle for its idle_reclaim_days now, which the sweep would reclaim; validate_only changes
+        nothing."""
+        unknown = sorted(fields - POLICY_FIELDS)
+        if unknown or not fields:
+            raise invalid("update_mask", f"paths may be {', '.join(sorted(POLICY_FIELDS))}")
         days = idle_reclaim_days
-        if days != 0 and not MIN_IDLE_DAYS <= days <= MAX_IDLE_DAYS:
+        if "idle_reclaim_days" in fields and days != 0 and not MIN_IDLE_DAYS <= days <= MAX_IDLE_DAYS:
             raise invalid("idle_reclaim_days", f"must be 0 (never reclaim) or {MIN_IDLE_DAYS} to {MAX_IDLE_DAYS} days")
 
         def work(unit: Unit) -> tuple[PoolView, list[Assignment]]:
             pool = self._pool(unit, hub, tier)
-            if pool.idle_reclaim_days != days:
-                pool.idle_reclaim_days = days
+            new_days = days if "idle_reclaim_days" in fields else pool.idle_reclaim_days
+            new_auto = auto_approve_requests if "auto_approve_requests" in fields else pool.auto_approve_requests
+            if (pool.idle_reclaim_days, pool.auto_approve_requests) != (new_days, new_auto):
+                pool.idle_reclaim_days, pool.auto_approve_requests = new_days, new_auto
                 pool.touch()
-                unit.event(EventType.SEAT_POLICY_UPDATED, pool, quantity=days)
+                unit.event(EventType.SEAT_POLICY_UPDATED, pool, quantity=new_days)
+            days_now = pool.idle_reclaim_days
             idle = (
-                self.store.idle_seats(account_id, hub, tier, unit.now - timedelta(days=days), MAX_IDLE_LISTED)
-                if days
+                self.store.idle_seats(account_id, hub, tier, unit.now - timedelta(days=days_now), MAX_IDLE_LISTED)
+                if days_now
                 else []
             )
             return self._view(unit.account, pool), idle
@@ -1080,6 +1113,230 @@ class SeatDomain:
             return taken
 
         return self.store.write(run)
+
+    # ---- seat requests and the waiting list ----------------------------------------------
+
+    def request_seat(
+        self, call: Call, account_id: str, user_id: str, hub: Hub, tier: Tier, why: str
+    ) -> tuple[SeatRequest, Assignment | None]:
+        """A user asks for a seat for themselves (no permission needed); asking for another
+        user needs account access (S12). Granted at once when the pool approves automatically,
+        a seat is free and nobody waits; otherwise pending."""
+        target = user_id or call.actor or ""
+        if not target:
+            raise invalid("user_id", "required for a trusted system call")
+        check_id("user_id", target)
+        why = _text("reason", why)
+
+        def work(unit: Unit) -> tuple[SeatRequest, Assignment | None]:
+            if target != call.actor:
+                self._require(unit.actor, Permission.ACCOUNT_ACCESS, "ask for a seat for another user")
+            self._target_user(unit, target)
+            pool = self._pool(unit, hub, tier)
+            held = unit.seats(target).get(hub)
+            if held is not None and held.tier == tier:
+                raise precondition(
+                    ErrorReason.SEAT_ALREADY_HELD,
+                    target,
+                    f"the user already holds a {tier_name(hub, tier)} seat",
+                    user_id=target,
+                    hub=hub.name,
+                    tier=tier.name,
+                )
+            for other in self.store.open_seat_requests(account_id, target):
+                if other.hub == hub:
+                    raise SeatError(
+                        Kind.ALREADY_EXISTS,
+                        reason(ErrorReason.SEAT_REQUEST_EXISTS),
+                        f"the user already has an open request for a {hub.name.title()} seat",
+                        {"seat_request_id": other.seat_request_id},
+                    )
+            request = SeatRequest(
+                new_id("sreq"),
+                self.store.next_request_number(account_id),
+                target,
+                hub,
+                tier,
+                RequestState.PENDING,
+                unit.now,
+                unit.now,
+                unit.call.actor_label,
+                reason=why,
+            )
+            unit.event(EventType.SEAT_REQUESTED, pool, user_id=target, seat_request_id=request.seat_request_id)
+            if pool.auto_approve_requests and pool.available > 0 and not pool.waiting_requests:
+                request = replace(request, state=RequestState.GRANTED, decided_by=POLICY_ACTOR)
+                self.store.insert_seat_request(account_id, request)
+                result = self._assign(unit, target, hub, tier, held, False, target, request.seat_request_id)
+                return request, result.assignment
+            self.store.insert_seat_request(account_id, request)
+            return request, None
+
+        return self._write(call, account_id, work, need=None, what="ask for a seat", users=[target])
+
+    def _open_request(self, unit: Unit, seat_request_id: str) -> SeatRequest:
+        check_id("seat_request_id", seat_request_id)
+        request = self.store.get_seat_request(unit.account.account_id, seat_request_id)
+        if request is None:
+            raise SeatError(
+                Kind.NOT_FOUND,
+                reason(ErrorReason.SEAT_REQUEST_NOT_FOUND),
+                f"seat request {seat_request_id!r} does not exist in this account",
+                {"seat_request_id": seat_request_id},
+            )
+        if not request.state.open:
+            raise precondition(
+                ErrorReason.SEAT_REQUEST_CLOSED,
+                seat_request_id,
+                f"the seat request is already {request.state.name.lower()}",
+                state=request.state.name,
+                seat_request_id=seat_request_id,
+            )
+        return request
+
+    def approve_seat_request(
+        self, call: Call, account_id: str, seat_request_id: str, purchase_if_needed: bool
+    ) -> tuple[SeatRequest, Assignment | None, PoolView, Charge | None]:
+        """Grants a request at once when a seat can be given as AssignSeat gives one (a free
+        seat; else one pending removal, cancelling that removal, S11, unless others wait for
+        it); else, with purchase_if_needed, buys one for it (S14, edit billing); otherwise the
+        request waits, behind older waiting ones. While anyone waits no seat is free, so a
+        grant never passes the waiting list except by a seat bought for it."""
+
+        def work(unit: Unit) -> tuple[SeatRequest, Assignment | None, PoolView, Charge | None]:
+            request = self._open_request(unit, seat_request_id)
+            pool = self._pool(unit, request.hub, request.tier)
+            decider = unit.call.actor_label
+            held = self._current_seat(unit, request.user_id, request.hub)
+            if held is not None and held.tier == request.tier:  # given meanwhile: nothing left to give
+                if request.state is RequestState.WAITING:
+                    pool.waiting_requests -= 1
+                    pool.touch()
+                closed = self._close(unit, request, RequestState.GRANTED, decider)
+                return closed, held, self._view(unit.account, pool), None
+            can_take = pool.available > 0 or (pool.pending_removal > 0 and not pool.waiting_requests)
+            if can_take or purchase_if_needed:
+                if request.state is RequestState.WAITING:
+                    pool.waiting_requests -= 1
+                    pool.touch()
+                charge = None
+                if not can_take:
+                    self._require(unit.actor, Permission.EDIT_BILLING, "buy a seat with the grant")
+                    charge = self._buy(unit, pool, 1)
+                result = self._assign(
+                    unit,
+                    request.user_id,
+                    request.hub,
+                    request.tier,
+                    held,
+                    False,
+                    request.user_id,
+                    request.seat_request_id,
+                )
+                granted = self._close(unit, request, RequestState.GRANTED, decider)
+                return granted, result.assignment, self._view(unit.account, pool), charge
+            if request.state is RequestState.WAITING:  # already in line: nothing changes
+                return request, None, self._view(unit.account, pool), None
+            self.store.close_seat_request(account_id, seat_request_id, RequestState.WAITING, unit.now, decider)
+            pool.waiting_requests += 1
+            pool.touch()
+            unit.event(EventType.SEAT_REQUEST_WAITING, pool, user_id=request.user_id, seat_request_id=seat_request_id)
+            waiting = replace(request, state=RequestState.WAITING, update_time=unit.now, decided_by=decider)
+            return waiting, None, self._view(unit.account, pool), None
+
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="approve seat requests")
+
+    def deny_seat_request(self, call: Call, account_id: str, seat_request_id: str) -> SeatRequest:
+        def work(unit: Unit) -> SeatRequest:
+            request = self._open_request(unit, seat_request_id)
+            pool = unit._pools.get((request.hub, request.tier))
+            if pool is not None and request.state is RequestState.WAITING:
+                pool.waiting_requests -= 1
+                pool.touch()
+            denied = self._close(unit, request, RequestState.DENIED, unit.call.actor_label)
+            unit.event(EventType.SEAT_REQUEST_DENIED, pool, user_id=request.user_id, seat_request_id=seat_request_id)
+            return denied
+
+        return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="deny seat requests")
+
+    def _close(self, unit: Unit, request: SeatRequest, state: RequestState, decider: str) -> SeatRequest:
+        """Moves an open request to a closed state; a waiting one granted keeps its approver."""
+        keep = request.state is RequestState.WAITING and state is RequestState.GRANTED
+        decided_by = request.decided_by if keep else decider
+        if not self.store.close_seat_request(
+            unit.account.account_id, request.seat_request_id, state, unit.now, decided_by
+        ):
+            raise concurrent_change()  # the account's lock orders decisions: not expected
+        return replace(request, state=state, update_time=unit.now, decided_by=decided_by)
+
+    def _current_seat(self, unit: Unit, user_id: str, hub: Hub) -> Assignment | None:
+        """A user's seat of a hub as this transaction sees it (read, not from memory: the unit
+        may have moved it)."""
+        return self.store.assignments_for(unit.account.account_id, [user_id]).get((user_id, hub))
+
+    def _serve_waiting(self, unit: Unit) -> None:
+        """Gives the free seats of pools with a waiting list to the oldest waiting requests, in
+        the transaction that freed them, each grant with its SEAT_ASSIGNED event. A grant that
+        moves a user from another tier frees a seat there, so pools are passed over again."""
+        for _ in range(MAX_GRANT_ROUNDS):
+            due = [p for _, p in sorted(unit._pools.items()) if p.waiting_requests > 0 and p.available > 0]
+            if not due:
+                return
+            for pool in due:
+                waiting = self.store.waiting_seat_requests(
+                    unit.account.account_id, pool.hub, pool.tier, min(pool.available, pool.waiting_requests)
+                )
+                if not waiting:  # the counter and the rows disagree: trust the rows
+                    pool.waiting_requests = 0
+                    pool.touch()
+                    continue
+                for request in waiting:
+                    pool.waiting_requests -= 1
+                    pool.touch()
+                    held = self._current_seat(unit, request.user_id, request.hub)
+                    if held is None or held.tier != request.tier:
+                        self._assign(
+                            unit,
+                            request.user_id,
+                            request.hub,
+                            request.tier,
+                            held,
+                            False,
+                            request.user_id,
+                            request.seat_request_id,
+                        )
+                    self._close(unit, request, RequestState.GRANTED, POLICY_ACTOR)
+
+    def list_seat_requests(
+        self,
+        call: Call,
+        account_id: str,
+        state: RequestState | None,
+        hub: Hub | None,
+        user_id: str | None,
+        size: int,
+        token: str,
+    ) -> Page[SeatRequest]:
+        """Requests oldest first. A user may list their own; everyone's needs account access."""
+        limit = paging.page_size(size)
+        if user_id is not None:
+            check_id("user_id", user_id)
+        filters = ["seat_requests", account_id, state, hub, user_id]
+        key = paging.decode_token(token, filters)
+        after = _sequence_key(key) if key is not None else 0
+        known = self._state(call, account_id)[1]
+        if user_id is None or user_id != call.actor:
+            self._require(
+                known.users.get(call.actor) if call.actor else None, Permission.ACCOUNT_ACCESS, "list seat requests"
+            )
+
+        def load(store: SeatStore) -> Page[SeatRequest]:
+            rows = store.list_seat_requests(account_id, after, limit + 1, state, hub, user_id)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(rows, paging.encode_token(rows[-1].number, filters) if more else None)
+
+        return self.store.read(lambda: load(self.store))
 
     def _at_version(self, snapshot: Snapshot, key: object, load: Callable[[SeatStore], T]) -> T:
         """A read result at the snapshot's version: kept with the snapshot once read, in one
@@ -1162,6 +1419,10 @@ class SeatDomain:
                 unit.event(EventType.POOL_CLOSED, free, before, quantity=free.included)
                 del pools[(hub, Tier.FREE)]
                 unit.closed.append((hub, Tier.FREE))
+                for waiting in self.store.waiting_seat_requests(account_id, hub, Tier.FREE, free.waiting_requests):
+                    self.store.close_seat_request(
+                        account_id, waiting.seat_request_id, RequestState.CANCELLED, unit.now, unit.call.actor_label
+                    )
             price = self.prices.price(hub, tier)
             pool = Pool(hub, tier, price.included_seats, purchased, 0, 0, new=True)
             pools[(hub, tier)] = pool
@@ -1459,6 +1720,14 @@ class SeatDomain:
                     hubs=hubs,
                 )
             self.store.delete_user(account_id, user_id)
+            for open_request in self.store.open_seat_requests(account_id, user_id):  # they go with the user
+                self.store.close_seat_request(
+                    account_id, open_request.seat_request_id, RequestState.CANCELLED, unit.now, unit.call.actor_label
+                )
+                pool = unit._pools.get((open_request.hub, open_request.tier))
+                if pool is not None and open_request.state is RequestState.WAITING:
+                    pool.waiting_requests -= 1
+                    pool.touch()
             unit.event(EventType.USER_DELETED, user_id=user_id)
 
         self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="delete users", users=[user_id])

@@ -101,6 +101,8 @@ def copy_pool(pool: Pool) -> Pool:
         pool.pending_removal,
         pool.version,
         pool.idle_reclaim_days,
+        pool.waiting_requests,
+        pool.auto_approve_requests,
     )
 
 

@@ -20,7 +20,7 @@ from seats.v1 import resources_pb2 as r
 from ..auth import ACTOR_HEADER
 from ..clock import Clock
 from ..domain.errors import SeatError, concurrent_change, invalid, unavailable
-from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, Tier, User
+from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, SeatRequest, Tier, User
 from ..domain.ports import SeatStore
 from ..domain.requests import SYSTEM_SCOPE as SYSTEM_SCOPE  # the scope of calls that name no account yet
 from ..domain.requests import run_once
@@ -263,6 +263,8 @@ def pool_pb(p: PoolView, minor_per_unit: int = 100) -> r.SeatPool:
         unit_price=money(p.unit_price_minor, p.currency_code, minor_per_unit),
         etag=p.etag,
         idle_reclaim_days=p.idle_reclaim_days,
+        waiting_requests=p.waiting_requests,
+        auto_approve_requests=p.auto_approve_requests,
     )
     if p.removal_effective_time is not None:
         msg.removal_effective_time.CopyFrom(ts(p.removal_effective_time))
@@ -328,6 +330,7 @@ def event_pb(e: Event) -> r.SeatEvent:
         tier=r.Tier.ValueType(e.tier),
         previous_tier=r.Tier.ValueType(e.previous_tier),
         quantity=e.quantity,
+        seat_request_id=e.seat_request_id,
     )
     if e.hub:
         message.before.CopyFrom(counts_pb(e.before))
@@ -342,6 +345,21 @@ def assignment_pb(a: Assignment) -> r.SeatAssignment:
     if a.last_activity_time is not None:
         message.last_activity_time.CopyFrom(ts(a.last_activity_time))
     return message
+
+
+def seat_request_pb(q: SeatRequest) -> r.SeatRequest:
+    return r.SeatRequest(
+        seat_request_id=q.seat_request_id,
+        user_id=q.user_id,
+        hub=r.Hub.ValueType(q.hub),
+        tier=r.Tier.ValueType(q.tier),
+        state=r.SeatRequestState.ValueType(q.state),
+        create_time=ts(q.create_time),
+        update_time=ts(q.update_time),
+        requested_by=q.requested_by,
+        decided_by=q.decided_by,
+        reason=q.reason,
+    )
 
 
 def user_pb(u: User) -> r.User:

@@ -12,8 +12,8 @@ from seats.v1 import seat_service_pb2 as pb
 from seats.v1 import seat_service_pb2_grpc as pb_grpc
 
 from ..domain.errors import ErrorReason, Kind, SeatError, invalid, reason
-from ..domain.model import Hub
-from ..domain.seats import MAX_KEPT_CHECK, NewAccount, SeatDomain, check_count
+from ..domain.model import Hub, RequestState
+from ..domain.seats import MAX_KEPT_CHECK, POLICY_FIELDS, NewAccount, SeatDomain, check_count
 from ..events import EventHub, WatchSlots
 from .common import (
     SYSTEM_SCOPE,
@@ -32,6 +32,7 @@ from .common import (
     req_hub,
     req_tier,
     rpc,
+    seat_request_pb,
     stream_rpc,
     tier_of,
     ts,
@@ -427,9 +428,19 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
         call = call_of(context, request.request_id)
         hub, tier = req_hub(request.hub), req_tier(request.tier)
 
+        paths = frozenset(request.update_mask.paths)
+        fields = POLICY_FIELDS if not paths or paths == {"*"} else paths
+
         def compute() -> pb.UpdateSeatPolicyResponse:
             pool, idle = self.domain.update_seat_policy(
-                call, request.account_id, hub, tier, request.idle_reclaim_days, validate_only=request.validate_only
+                call,
+                request.account_id,
+                hub,
+                tier,
+                request.idle_reclaim_days,
+                validate_only=request.validate_only,
+                auto_approve_requests=request.auto_approve_requests,
+                fields=fields,
             )
             return pb.UpdateSeatPolicyResponse(
                 pool=pool_pb(pool, self.mpu), idle_seats=[assignment_pb(a) for a in idle]
@@ -439,6 +450,79 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
             return compute()
         return self.replay.run(
             call, request.account_id, "UpdateSeatPolicy", request, pb.UpdateSeatPolicyResponse, compute
+        )
+
+    @rpc
+    def RequestSeat(self, request: pb.RequestSeatRequest, context: grpc.ServicerContext) -> pb.RequestSeatResponse:
+        call = call_of(context, request.request_id)
+        hub, tier = req_hub(request.hub), req_tier(request.tier)
+
+        def compute() -> pb.RequestSeatResponse:
+            seat_request, assignment = self.domain.request_seat(
+                call, request.account_id, request.user_id, hub, tier, request.reason
+            )
+            reply = pb.RequestSeatResponse(seat_request=seat_request_pb(seat_request))
+            if assignment is not None:
+                reply.assignment.CopyFrom(assignment_pb(assignment))
+            return reply
+
+        return self.replay.run(call, request.account_id, "RequestSeat", request, pb.RequestSeatResponse, compute)
+
+    @rpc
+    def ListSeatRequests(
+        self, request: pb.ListSeatRequestsRequest, context: grpc.ServicerContext
+    ) -> pb.ListSeatRequestsResponse:
+        state = request.state
+        if state and state not in r.SeatRequestState.values():
+            raise invalid("state", f"unknown state {state}")
+        page = self.domain.list_seat_requests(
+            call_of(context),
+            request.account_id,
+            RequestState(state) if state else None,
+            hub_of(request.hub, "hub", optional=True),
+            request.user_id or None,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListSeatRequestsResponse(
+            seat_requests=[seat_request_pb(q) for q in page.items], next_page_token=page.next_key or ""
+        )
+
+    @rpc
+    def ApproveSeatRequest(
+        self, request: pb.ApproveSeatRequestRequest, context: grpc.ServicerContext
+    ) -> pb.ApproveSeatRequestResponse:
+        call = call_of(context, request.request_id)
+
+        def compute() -> pb.ApproveSeatRequestResponse:
+            seat_request, assignment, pool, charge = self.domain.approve_seat_request(
+                call, request.account_id, request.seat_request_id, request.purchase_if_needed
+            )
+            reply = pb.ApproveSeatRequestResponse(
+                seat_request=seat_request_pb(seat_request), pool=pool_pb(pool, self.mpu)
+            )
+            if assignment is not None:
+                reply.assignment.CopyFrom(assignment_pb(assignment))
+            if charge is not None:
+                reply.charge.CopyFrom(charge_pb(charge, self.mpu))
+            return reply
+
+        return self.replay.run(
+            call, request.account_id, "ApproveSeatRequest", request, pb.ApproveSeatRequestResponse, compute
+        )
+
+    @rpc
+    def DenySeatRequest(
+        self, request: pb.DenySeatRequestRequest, context: grpc.ServicerContext
+    ) -> pb.DenySeatRequestResponse:
+        call = call_of(context, request.request_id)
+
+        def compute() -> pb.DenySeatRequestResponse:
+            denied = self.domain.deny_seat_request(call, request.account_id, request.seat_request_id)
+            return pb.DenySeatRequestResponse(seat_request=seat_request_pb(denied))
+
+        return self.replay.run(
+            call, request.account_id, "DenySeatRequest", request, pb.DenySeatRequestResponse, compute
         )
 
     def _too_many_watches(self, account_id: str, limit: str) -> SeatError:

@@ -323,4 +323,50 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX seat_pools_reclaiming ON seat_pools (account_id, hub, tier) WHERE idle_reclaim_days > 0",
         ),
     ),
+    Migration(
+        7,
+        "seat requests and the waiting list",
+        (
+            # Users' requests for seats. number orders an account's requests: waiting ones are
+            # granted in it. No foreign key to users: a deleted user's requests stay, cancelled.
+            """CREATE TABLE seat_requests (
+            account_id TEXT NOT NULL REFERENCES accounts (account_id),
+            seat_request_id TEXT NOT NULL,
+            number BIGINT NOT NULL CHECK (number > 0),
+            user_id TEXT NOT NULL,
+            hub SMALLINT NOT NULL CHECK (hub IN (1, 2)),
+            tier SMALLINT NOT NULL CHECK (tier BETWEEN 1 AND 4),
+            state SMALLINT NOT NULL CHECK (state BETWEEN 1 AND 5),
+            create_time BIGINT NOT NULL,
+            update_time BIGINT NOT NULL,
+            requested_by TEXT NOT NULL,
+            decided_by TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (account_id, seat_request_id),
+            UNIQUE (account_id, number)
+        )""",
+            # A user has at most one open (pending or waiting) request per hub.
+            "CREATE UNIQUE INDEX seat_requests_one_open ON seat_requests (account_id, user_id, hub) "
+            "WHERE state IN (1, 2)",
+            # The waiting list of a pool, oldest first.
+            "CREATE INDEX seat_requests_waiting ON seat_requests (account_id, hub, tier, number) WHERE state = 2",
+            # The grant that carried a request, and the request's own events.
+            "ALTER TABLE seat_events ADD COLUMN seat_request_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE seat_pools ADD COLUMN auto_approve_requests BOOLEAN NOT NULL DEFAULT FALSE",
+        ),
+        # How many requests wait for a seat of the pool: a counter, so that a write that frees a
+        # seat knows without a query whether anyone waits. Requests wait only while no seat is
+        # free: the waiting list is served in the transaction that frees one.
+        sqlite=(
+            "ALTER TABLE seat_pools ADD COLUMN waiting_requests INTEGER NOT NULL DEFAULT 0 "
+            "CHECK (waiting_requests >= 0 AND (waiting_requests = 0 "
+            "OR included + purchased - assigned - pending_removal = 0))",
+        ),
+        postgres=(
+            "ALTER TABLE seat_pools ADD COLUMN waiting_requests INTEGER NOT NULL DEFAULT 0 "
+            "CHECK (waiting_requests >= 0)",
+            "ALTER TABLE seat_pools ADD CONSTRAINT seat_pools_wait_only_when_full "
+            "CHECK (waiting_requests = 0 OR included + purchased - assigned - pending_removal = 0)",
+        ),
+    ),
 )

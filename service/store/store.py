@@ -43,7 +43,9 @@ from ..domain.model import (
     Permissions,
     Pool,
     PoolCounts,
+    RequestState,
     SeatRef,
+    SeatRequest,
     Tier,
     User,
 )
@@ -249,7 +251,10 @@ USER_COLUMNS = (
 EVENT_COLUMNS = (
     "sequence, event_type, actor, event_time, request_id, user_id, hub, tier, previous_tier, quantity, "
     "before_included, before_purchased, before_assigned, before_pending, "
-    "after_included, after_purchased, after_assigned, after_pending"
+    "after_included, after_purchased, after_assigned, after_pending, seat_request_id"
+)
+SEAT_REQUEST_COLUMNS = (
+    "seat_request_id, number, user_id, hub, tier, state, create_time, update_time, requested_by, decided_by, reason"
 )
 CHARGE_COLUMNS = (
     "charge_id, kind, hub, tier, quantity, unit_price_minor, amount_minor, currency_code, period_start, "
@@ -289,16 +294,17 @@ class Sql:
             "SELECT account_id FROM accounts WHERE renewal_time <= ? ORDER BY renewal_time LIMIT ?"
         )
         self.load_pools = self.q(
-            "SELECT hub, tier, included, purchased, assigned, pending_removal, version, idle_reclaim_days "
-            "FROM seat_pools WHERE account_id = ? ORDER BY hub, tier"
+            "SELECT hub, tier, included, purchased, assigned, pending_removal, version, idle_reclaim_days, "
+            "waiting_requests, auto_approve_requests FROM seat_pools WHERE account_id = ? ORDER BY hub, tier"
         )
         self.insert_pool = self.q(
             "INSERT INTO seat_pools (included, purchased, assigned, pending_removal, version, idle_reclaim_days, "
-            "account_id, hub, tier) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "waiting_requests, auto_approve_requests, account_id, hub, tier) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self.update_pool = self.q(
             "UPDATE seat_pools SET included = ?, purchased = ?, assigned = ?, pending_removal = ?, version = ?, "
-            "idle_reclaim_days = ? WHERE account_id = ? AND hub = ? AND tier = ?"
+            "idle_reclaim_days = ?, waiting_requests = ?, auto_approve_requests = ? "
+            "WHERE account_id = ? AND hub = ? AND tier = ?"
         )
         self.delete_pool = self.q("DELETE FROM seat_pools WHERE account_id = ? AND hub = ? AND tier = ?")
         self.get_user = self.q(f"SELECT {USER_COLUMNS} FROM users WHERE account_id = ? AND user_id = ?")
@@ -320,7 +326,7 @@ class Sql:
             "SELECT user_id FROM seat_assignments WHERE account_id = ? AND hub = ? AND tier = ? ORDER BY user_id"
         )
         self.insert_event = self.q(
-            f"INSERT INTO seat_events (account_id, {EVENT_COLUMNS}) VALUES ({_placeholders(19)})"
+            f"INSERT INTO seat_events (account_id, {EVENT_COLUMNS}) VALUES ({_placeholders(20)})"
         )
         self.list_events = self.q(
             f"SELECT {EVENT_COLUMNS} FROM seat_events WHERE account_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"
@@ -372,6 +378,26 @@ class Sql:
             "WHERE p.idle_reclaim_days > 0 "
             f"AND {last_use('s')} <= ? - p.idle_reclaim_days * 86400000000 "
             "ORDER BY p.account_id LIMIT ?"
+        )
+        self.insert_seat_request = self.q(
+            f"INSERT INTO seat_requests (account_id, {SEAT_REQUEST_COLUMNS}) VALUES ({_placeholders(12)})"
+        )
+        self.next_request_number = self.q("SELECT COALESCE(MAX(number), 0) + 1 FROM seat_requests WHERE account_id = ?")
+        self.get_seat_request = self.q(
+            f"SELECT {SEAT_REQUEST_COLUMNS} FROM seat_requests WHERE account_id = ? AND seat_request_id = ?"
+        )
+        self.open_seat_requests = self.q(
+            f"SELECT {SEAT_REQUEST_COLUMNS} FROM seat_requests WHERE account_id = ? AND user_id = ? "
+            "AND state IN (1, 2) ORDER BY number"
+        )
+        self.waiting_seat_requests = self.q(
+            f"SELECT {SEAT_REQUEST_COLUMNS} FROM seat_requests WHERE account_id = ? AND hub = ? AND tier = ? "
+            "AND state = 2 ORDER BY number LIMIT ?"
+        )
+        # A request moves only from an open state: a decision made meanwhile is not overwritten.
+        self.close_seat_request = self.q(
+            "UPDATE seat_requests SET state = ?, update_time = ?, decided_by = ? "
+            "WHERE account_id = ? AND seat_request_id = ? AND state IN (1, 2)"
         )
         self.insert_outbox = self.q("INSERT INTO event_outbox (account_id, sequence) VALUES (?, ?)")
         # What a relay sends next: the oldest events of each account, in sequence order, at most
@@ -983,10 +1009,12 @@ class Store:
 
     def load_pools(self, account_id: str) -> dict[tuple[Hub, Tier], Pool]:
         pools = {}
-        for hub, tier, included, purchased, assigned, pending, version, idle_days in self._rows(
+        for hub, tier, included, purchased, assigned, pending, version, idle_days, waiting, auto in self._rows(
             self.sql.load_pools, (account_id,)
         ):
-            pool = Pool(Hub(hub), Tier(tier), included, purchased, assigned, pending, version, idle_days)
+            pool = Pool(
+                Hub(hub), Tier(tier), included, purchased, assigned, pending, version, idle_days, waiting, bool(auto)
+            )
             pools[(pool.hub, pool.tier)] = pool
         return pools
 
@@ -1004,6 +1032,8 @@ class Store:
                         pool.pending_removal,
                         pool.version,
                         pool.idle_reclaim_days,
+                        pool.waiting_requests,
+                        pool.auto_approve_requests,
                         account_id,
                         int(pool.hub),
                         int(pool.tier),
@@ -1252,6 +1282,7 @@ class Store:
                     e.after.purchased,
                     e.after.assigned,
                     e.after.pending_removal,
+                    e.seat_request_id,
                 )
                 for i, e in enumerate(events)
             ],
@@ -1288,7 +1319,95 @@ class Store:
             before=PoolCounts(r[10], r[11], r[12], r[13]),
             after=PoolCounts(r[14], r[15], r[16], r[17]),
             sequence=r[0],
+            seat_request_id=r[18],
         )
+
+    # ---- seat requests ----------------------------------------------------------------
+
+    def next_request_number(self, account_id: str) -> int:
+        """The number of the account's next request; the account's lock makes it unique."""
+        return int(self._rows(self.sql.next_request_number, (account_id,))[0][0])
+
+    def insert_seat_request(self, account_id: str, r: SeatRequest) -> None:
+        self._defer(
+            self.sql.insert_seat_request,
+            (
+                account_id,
+                r.seat_request_id,
+                r.number,
+                r.user_id,
+                int(r.hub),
+                int(r.tier),
+                int(r.state),
+                to_micros(r.create_time),
+                to_micros(r.update_time),
+                r.requested_by,
+                r.decided_by,
+                r.reason,
+            ),
+        )
+
+    @staticmethod
+    def _seat_request(r: Sequence[Any]) -> SeatRequest:
+        return SeatRequest(
+            r[0],
+            r[1],
+            r[2],
+            Hub(r[3]),
+            Tier(r[4]),
+            RequestState(r[5]),
+            from_micros(r[6]),
+            from_micros(r[7]),
+            r[8],
+            r[9],
+            r[10],
+        )
+
+    def get_seat_request(self, account_id: str, seat_request_id: str) -> SeatRequest | None:
+        rows = self._rows(self.sql.get_seat_request, (account_id, seat_request_id))
+        return self._seat_request(rows[0]) if rows else None
+
+    def open_seat_requests(self, account_id: str, user_id: str) -> list[SeatRequest]:
+        """A user's pending and waiting requests, at most one per hub."""
+        return [self._seat_request(r) for r in self._rows(self.sql.open_seat_requests, (account_id, user_id))]
+
+    def waiting_seat_requests(self, account_id: str, hub: Hub, tier: Tier, limit: int) -> list[SeatRequest]:
+        """A pool's waiting list, oldest first."""
+        rows = self._rows(self.sql.waiting_seat_requests, (account_id, int(hub), int(tier), limit))
+        return [self._seat_request(r) for r in rows]
+
+    def close_seat_request(
+        self, account_id: str, seat_request_id: str, state: RequestState, when: datetime, decided_by: str
+    ) -> bool:
+        """Moves an open request to state; False when it was no longer open."""
+        cursor = self._exec(
+            self.sql.close_seat_request, (int(state), to_micros(when), decided_by, account_id, seat_request_id)
+        )
+        return bool(cursor.rowcount)
+
+    def list_seat_requests(
+        self,
+        account_id: str,
+        after: int,
+        limit: int,
+        state: RequestState | None,
+        hub: Hub | None,
+        user_id: str | None,
+    ) -> list[SeatRequest]:
+        where, params = ["account_id = ?", "number > ?"], [account_id, after]
+        if state is not None:
+            where.append("state = ?")
+            params.append(int(state))
+        if hub is not None:
+            where.append("hub = ?")
+            params.append(int(hub))
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        sql = self.sql.shaped(
+            f"SELECT {SEAT_REQUEST_COLUMNS} FROM seat_requests WHERE {' AND '.join(where)} ORDER BY number LIMIT ?"
+        )
+        return [self._seat_request(r) for r in self._rows(sql, (*params, limit))]
 
     # ---- the outbox (events for a message bus) -------------------------------------------
 

@@ -32,7 +32,19 @@ from typing import Any, TypeVar, cast
 
 import peewee as pw
 
-from service.domain.model import Account, Assignment, Charge, Event, Hub, Pool, SeatRef, Tier, User
+from service.domain.model import (
+    Account,
+    Assignment,
+    Charge,
+    Event,
+    Hub,
+    Pool,
+    RequestState,
+    SeatRef,
+    SeatRequest,
+    Tier,
+    User,
+)
 from service.domain.ports import RequestRecord
 
 T = TypeVar("T")
@@ -53,6 +65,8 @@ class PoolRow:
     pending_removal: int
     version: int
     idle_reclaim_days: int = 0
+    waiting_requests: int = 0
+    auto_approve_requests: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,7 @@ class Tables:
     events: dict[tuple[str, int], Event] = field(default_factory=dict)  # (account_id, sequence)
     charges: dict[str, ChargeRow] = field(default_factory=dict)  # (charge_id)
     requests: dict[tuple[str, str], RequestRow] = field(default_factory=dict)  # (scope, request_id)
+    seat_requests: dict[tuple[str, str], SeatRequest] = field(default_factory=dict)  # (account_id, seat_request_id)
 
 
 def _refuse(constraint: str) -> pw.IntegrityError:
@@ -261,7 +276,16 @@ class MemoryStore:
             if acc == account_id:
                 r = self.tables.pools[(acc, hub, tier)]
                 pools[(hub, tier)] = Pool(
-                    hub, tier, r.included, r.purchased, r.assigned, r.pending_removal, r.version, r.idle_reclaim_days
+                    hub,
+                    tier,
+                    r.included,
+                    r.purchased,
+                    r.assigned,
+                    r.pending_removal,
+                    r.version,
+                    r.idle_reclaim_days,
+                    r.waiting_requests,
+                    r.auto_approve_requests,
                 )
         return pools
 
@@ -279,6 +303,8 @@ class MemoryStore:
                     pool.pending_removal,
                     pool.version,
                     pool.idle_reclaim_days,
+                    pool.waiting_requests,
+                    pool.auto_approve_requests,
                 )
                 _check_pool_row(pool.hub, pool.tier, row)
                 if pool.new:
@@ -484,6 +510,79 @@ class MemoryStore:
         }
         return sorted(found)[:limit]
 
+    # ---- seat requests ----------------------------------------------------------------------
+
+    def _requests_of(self, account_id: str) -> list[SeatRequest]:
+        found = [r for (a, _), r in self.tables.seat_requests.items() if a == account_id]
+        return sorted(found, key=lambda r: r.number)  # ORDER BY number
+
+    @_statement
+    def next_request_number(self, account_id: str) -> int:
+        return max((r.number for r in self._requests_of(account_id)), default=0) + 1
+
+    @_statement
+    def insert_seat_request(self, account_id: str, r: SeatRequest) -> None:
+        """The constraints of seat_requests: the keys, one number per account, and at most one open
+        request per user and hub."""
+        _check(account_id in self.tables.accounts, "seat_requests.account_id references accounts")
+        _check((account_id, r.seat_request_id) not in self.tables.seat_requests, "seat_requests primary key")
+        others = self._requests_of(account_id)
+        _check(r.number > 0 and all(o.number != r.number for o in others), "seat_requests unique (account_id, number)")
+        _check(
+            not r.state.open or not any(o.state.open and (o.user_id, o.hub) == (r.user_id, r.hub) for o in others),
+            "seat_requests_one_open",
+        )
+        self.tables.seat_requests[(account_id, r.seat_request_id)] = r
+
+    @_statement
+    def get_seat_request(self, account_id: str, seat_request_id: str) -> SeatRequest | None:
+        return self.tables.seat_requests.get((account_id, seat_request_id))
+
+    @_statement
+    def open_seat_requests(self, account_id: str, user_id: str) -> list[SeatRequest]:
+        return [r for r in self._requests_of(account_id) if r.user_id == user_id and r.state.open]
+
+    @_statement
+    def waiting_seat_requests(self, account_id: str, hub: Hub, tier: Tier, limit: int) -> list[SeatRequest]:
+        found = [
+            r
+            for r in self._requests_of(account_id)
+            if r.hub is hub and r.tier is tier and r.state is RequestState.WAITING
+        ]
+        return found[:limit]
+
+    @_statement
+    def close_seat_request(
+        self, account_id: str, seat_request_id: str, state: RequestState, when: datetime, decided_by: str
+    ) -> bool:
+        row = self.tables.seat_requests.get((account_id, seat_request_id))
+        if row is None or not row.state.open:
+            return False
+        self.tables.seat_requests[(account_id, seat_request_id)] = replace(
+            row, state=state, update_time=when, decided_by=decided_by
+        )
+        return True
+
+    @_statement
+    def list_seat_requests(
+        self,
+        account_id: str,
+        after: int,
+        limit: int,
+        state: RequestState | None,
+        hub: Hub | None,
+        user_id: str | None,
+    ) -> list[SeatRequest]:
+        found = [
+            r
+            for r in self._requests_of(account_id)
+            if r.number > after
+            and (state is None or r.state is state)
+            and (hub is None or r.hub is hub)
+            and (user_id is None or r.user_id == user_id)
+        ]
+        return found[:limit]
+
     # ---- events (I4) ----------------------------------------------------------------------
 
     @_statement
@@ -579,6 +678,11 @@ def _check_pool_row(hub: Hub, tier: Tier, r: PoolRow) -> None:
         "seat_pools I2: 0 <= pending_removal <= purchased, pending_removal <= included + purchased - assigned",
     )
     _check(r.idle_reclaim_days == 0 or 7 <= r.idle_reclaim_days <= 3650, "seat_pools idle_reclaim_days")
+    _check(
+        r.waiting_requests >= 0
+        and (r.waiting_requests == 0 or r.included + r.purchased - r.assigned - r.pending_removal == 0),
+        "seat_pools waiting_requests only while no seat is free",
+    )
 
 
 def _last_use(row: AssignmentRow) -> datetime:

@@ -19,7 +19,6 @@ from service.domain.model import (
     Assignment,
     Charge,
     ChargeKind,
-    Event,
     EventType,
     Hub,
     Permissions,
@@ -28,6 +27,7 @@ from service.domain.model import (
     User,
 )
 from service.store import Store, open_store
+from service.store.store import to_micros
 from tests.conftest import BACKENDS, database_url
 
 SHARD_READY = 5
@@ -215,9 +215,17 @@ def fill(store: Store) -> tuple[User, User, Charge]:
         store.insert_user(other, other.email.casefold())
         store.insert_assignment("acc_1", Assignment("usr_a", Hub.SALES, Tier.STARTER, NOW))
         store.insert_charges("acc_1", [charge])
-        locked = store.get_account("acc_1", lock=True)
-        assert locked is not None
-        store.append_events(locked, [Event(EventType.SEAT_ASSIGNED, "usr_owner", NOW, "req_1", "usr_a", 1, 2)])
+        # an event as version 4 takes it (append_events writes the columns of the newest schema)
+        store._exec(
+            store.sql.q(
+                "INSERT INTO seat_events (account_id, sequence, event_type, actor, event_time, request_id, user_id, "
+                "hub, tier, previous_tier, quantity, before_included, before_purchased, before_assigned, "
+                "before_pending, after_included, after_purchased, after_assigned, after_pending) "
+                "VALUES ('acc_1', 1, ?, 'usr_owner', ?, 'req_1', 'usr_a', 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)"
+            ),
+            (int(EventType.SEAT_ASSIGNED), to_micros(NOW)),
+        )
+        store._exec("UPDATE accounts SET last_sequence = 1 WHERE account_id = 'acc_1'")
         store.save_request("acc_1", "req_1", "fp", b"answer", NOW, NOW - timedelta(days=1))
 
     store.write(work)

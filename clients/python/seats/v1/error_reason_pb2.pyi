@@ -113,6 +113,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAVAILABLE: the service cannot reach its database; retry later."""
     INTERNAL: _ErrorReason.ValueType  # 34
     """INTERNAL: a bug in the service; it is logged with its stack trace."""
+    SEAT_REQUEST_NOT_FOUND: _ErrorReason.ValueType  # 35
+    """NOT_FOUND: no such seat request in the account; metadata `seat_request_id`."""
+    SEAT_REQUEST_EXISTS: _ErrorReason.ValueType  # 36
+    """ALREADY_EXISTS: the user already has an open (pending or waiting) request for a seat of
+    that hub; metadata `seat_request_id` names it.
+    """
+    SEAT_REQUEST_CLOSED: _ErrorReason.ValueType  # 37
+    """FAILED_PRECONDITION: the seat request was already granted, denied or cancelled; metadata
+    `state`.
+    """
+    SEAT_ALREADY_HELD: _ErrorReason.ValueType  # 38
+    """FAILED_PRECONDITION: the user already holds a seat of that hub and tier."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why the service refused a call (AIP-193), like google.api.ErrorReason: every refusal carries a
@@ -215,4 +227,16 @@ STORE_UNAVAILABLE: ErrorReason.ValueType  # 33
 """UNAVAILABLE: the service cannot reach its database; retry later."""
 INTERNAL: ErrorReason.ValueType  # 34
 """INTERNAL: a bug in the service; it is logged with its stack trace."""
+SEAT_REQUEST_NOT_FOUND: ErrorReason.ValueType  # 35
+"""NOT_FOUND: no such seat request in the account; metadata `seat_request_id`."""
+SEAT_REQUEST_EXISTS: ErrorReason.ValueType  # 36
+"""ALREADY_EXISTS: the user already has an open (pending or waiting) request for a seat of
+that hub; metadata `seat_request_id` names it.
+"""
+SEAT_REQUEST_CLOSED: ErrorReason.ValueType  # 37
+"""FAILED_PRECONDITION: the seat request was already granted, denied or cancelled; metadata
+`state`.
+"""
+SEAT_ALREADY_HELD: ErrorReason.ValueType  # 38
+"""FAILED_PRECONDITION: the user already holds a seat of that hub and tier."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

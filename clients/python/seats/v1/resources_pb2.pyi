@@ -150,7 +150,17 @@ class _SeatEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SeatEve
     pool (S18).
     """
     SEAT_EVENT_TYPE_SEAT_POLICY_UPDATED: _SeatEventType.ValueType  # 15
-    """A pool's policy was changed (UpdateSeatPolicy); quantity is the new idle_reclaim_days."""
+    """A pool's policy was changed (UpdateSeatPolicy); quantity is the idle_reclaim_days after it."""
+    SEAT_EVENT_TYPE_SEAT_REQUESTED: _SeatEventType.ValueType  # 16
+    """A user asked for a seat (RequestSeat); seat_request_id names the request. A grant of it is
+    a SEAT_EVENT_TYPE_SEAT_ASSIGNED event with the same seat_request_id.
+    """
+    SEAT_EVENT_TYPE_SEAT_REQUEST_WAITING: _SeatEventType.ValueType  # 17
+    """A seat request was approved while no seat was free: it waits, behind older ones, for the
+    next seat of its pool to free.
+    """
+    SEAT_EVENT_TYPE_SEAT_REQUEST_DENIED: _SeatEventType.ValueType  # 18
+    """A seat request was denied."""
 
 class SeatEventType(_SeatEventType, metaclass=_SeatEventTypeEnumTypeWrapper):
     """What happened in a seat event."""
@@ -188,8 +198,54 @@ SEAT_EVENT_TYPE_SEAT_RECLAIMED: SeatEventType.ValueType  # 14
 pool (S18).
 """
 SEAT_EVENT_TYPE_SEAT_POLICY_UPDATED: SeatEventType.ValueType  # 15
-"""A pool's policy was changed (UpdateSeatPolicy); quantity is the new idle_reclaim_days."""
+"""A pool's policy was changed (UpdateSeatPolicy); quantity is the idle_reclaim_days after it."""
+SEAT_EVENT_TYPE_SEAT_REQUESTED: SeatEventType.ValueType  # 16
+"""A user asked for a seat (RequestSeat); seat_request_id names the request. A grant of it is
+a SEAT_EVENT_TYPE_SEAT_ASSIGNED event with the same seat_request_id.
+"""
+SEAT_EVENT_TYPE_SEAT_REQUEST_WAITING: SeatEventType.ValueType  # 17
+"""A seat request was approved while no seat was free: it waits, behind older ones, for the
+next seat of its pool to free.
+"""
+SEAT_EVENT_TYPE_SEAT_REQUEST_DENIED: SeatEventType.ValueType  # 18
+"""A seat request was denied."""
 Global___SeatEventType: _TypeAlias = SeatEventType  # noqa: Y015
+
+class _SeatRequestState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SeatRequestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SeatRequestState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEAT_REQUEST_STATE_UNSPECIFIED: _SeatRequestState.ValueType  # 0
+    """Not a state; as a filter, any state."""
+    SEAT_REQUEST_STATE_PENDING: _SeatRequestState.ValueType  # 1
+    """Asked for, not yet decided."""
+    SEAT_REQUEST_STATE_WAITING: _SeatRequestState.ValueType  # 2
+    """Approved while no seat was free: granted, oldest first, when a seat of the pool frees."""
+    SEAT_REQUEST_STATE_GRANTED: _SeatRequestState.ValueType  # 3
+    """The user got the seat (or already held it when the request was decided)."""
+    SEAT_REQUEST_STATE_DENIED: _SeatRequestState.ValueType  # 4
+    """Denied by an administrator."""
+    SEAT_REQUEST_STATE_CANCELLED: _SeatRequestState.ValueType  # 5
+    """Closed because the user was deleted."""
+
+class SeatRequestState(_SeatRequestState, metaclass=_SeatRequestStateEnumTypeWrapper):
+    """Where a seat request stands."""
+
+SEAT_REQUEST_STATE_UNSPECIFIED: SeatRequestState.ValueType  # 0
+"""Not a state; as a filter, any state."""
+SEAT_REQUEST_STATE_PENDING: SeatRequestState.ValueType  # 1
+"""Asked for, not yet decided."""
+SEAT_REQUEST_STATE_WAITING: SeatRequestState.ValueType  # 2
+"""Approved while no seat was free: granted, oldest first, when a seat of the pool frees."""
+SEAT_REQUEST_STATE_GRANTED: SeatRequestState.ValueType  # 3
+"""The user got the seat (or already held it when the request was decided)."""
+SEAT_REQUEST_STATE_DENIED: SeatRequestState.ValueType  # 4
+"""Denied by an administrator."""
+SEAT_REQUEST_STATE_CANCELLED: SeatRequestState.ValueType  # 5
+"""Closed because the user was deleted."""
+Global___SeatRequestState: _TypeAlias = SeatRequestState  # noqa: Y015
 
 @_typing.final
 class Subscription(_message.Message):
@@ -304,6 +360,8 @@ class SeatPool(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     IDLE_RECLAIM_DAYS_FIELD_NUMBER: _builtins.int
+    WAITING_REQUESTS_FIELD_NUMBER: _builtins.int
+    AUTO_APPROVE_REQUESTS_FIELD_NUMBER: _builtins.int
     hub: Global___Hub.ValueType
     """The hub."""
     tier: Global___Tier.ValueType
@@ -328,6 +386,14 @@ class SeatPool(_message.Message):
     """Days without activity after which the renewal sweep unassigns a seat of this pool; 0: never
     (UpdateSeatPolicy).
     """
+    waiting_requests: _builtins.int
+    """Approved seat requests waiting for a seat of this pool, granted oldest first as seats free.
+    Whenever it is above 0, available is 0.
+    """
+    auto_approve_requests: _builtins.bool
+    """Whether a seat request is granted at once while a seat of this pool is free and no request
+    waits ("a seat on first use, up to what was bought"; UpdateSeatPolicy).
+    """
     @_builtins.property
     def removal_effective_time(self) -> _timestamp_pb2.Timestamp:
         """When the pending removal takes effect: the renewal date. Unset when nothing is pending."""
@@ -350,10 +416,12 @@ class SeatPool(_message.Message):
         unit_price: _money_pb2.Money | None = ...,
         etag: _builtins.str = ...,
         idle_reclaim_days: _builtins.int = ...,
+        waiting_requests: _builtins.int = ...,
+        auto_approve_requests: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["removal_effective_time", b"removal_effective_time", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "available", b"available", "etag", b"etag", "hub", b"hub", "idle_reclaim_days", b"idle_reclaim_days", "included", b"included", "pending_removal", b"pending_removal", "purchased", b"purchased", "removal_effective_time", b"removal_effective_time", "tier", b"tier", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "auto_approve_requests", b"auto_approve_requests", "available", b"available", "etag", b"etag", "hub", b"hub", "idle_reclaim_days", b"idle_reclaim_days", "included", b"included", "pending_removal", b"pending_removal", "purchased", b"purchased", "removal_effective_time", b"removal_effective_time", "tier", b"tier", "unit_price", b"unit_price", "waiting_requests", b"waiting_requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -658,6 +726,73 @@ class Charge(_message.Message):
 Global___Charge: _TypeAlias = Charge  # noqa: Y015
 
 @_typing.final
+class SeatRequest(_message.Message):
+    """A user's request for a seat of one hub and tier (RequestSeat). A user has at most one open
+    (pending or waiting) request per hub.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    HUB_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    seat_request_id: _builtins.str
+    """Output only. Opaque id made by the server."""
+    user_id: _builtins.str
+    """The user who is to get the seat."""
+    hub: Global___Hub.ValueType
+    """The hub of the seat asked for."""
+    tier: Global___Tier.ValueType
+    """The tier of the seat asked for."""
+    state: Global___SeatRequestState.ValueType
+    """Output only. Where the request stands."""
+    requested_by: _builtins.str
+    """Output only. Who asked: the acting user id, or "system"."""
+    decided_by: _builtins.str
+    """Output only. Who decided (approved, denied): a user id, "system" for a trusted call, or
+    "policy" for a grant by the pool's auto_approve_requests or by the waiting list; empty while
+    pending.
+    """
+    reason: _builtins.str
+    """Why the user needs the seat, as they wrote it; at most 200 characters."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was asked for. Waiting requests are granted in this order."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the state last changed."""
+
+    def __init__(
+        self,
+        *,
+        seat_request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        hub: Global___Hub.ValueType = ...,
+        tier: Global___Tier.ValueType = ...,
+        state: Global___SeatRequestState.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        requested_by: _builtins.str = ...,
+        decided_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "decided_by", b"decided_by", "hub", b"hub", "reason", b"reason", "requested_by", b"requested_by", "seat_request_id", b"seat_request_id", "state", b"state", "tier", b"tier", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeatRequest: _TypeAlias = SeatRequest  # noqa: Y015
+
+@_typing.final
 class SeatEvent(_message.Message):
     """One entry of an account's ordered event log (I4)."""
 
@@ -675,6 +810,7 @@ class SeatEvent(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     BEFORE_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
+    SEAT_REQUEST_ID_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the account's log: 1, 2, 3, ... without gaps."""
     type: Global___SeatEventType.ValueType
@@ -693,6 +829,10 @@ class SeatEvent(_message.Message):
     """For a seat moved between tiers of one hub: the tier the user held before."""
     quantity: _builtins.int
     """Seats concerned by the change (purchased, scheduled, removed, ...)."""
+    seat_request_id: _builtins.str
+    """The seat request concerned: set on its SEAT_REQUESTED, SEAT_REQUEST_WAITING and
+    SEAT_REQUEST_DENIED events and on the SEAT_ASSIGNED event that grants it.
+    """
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the change committed (server clock)."""
@@ -720,10 +860,11 @@ class SeatEvent(_message.Message):
         quantity: _builtins.int = ...,
         before: Global___PoolCounts | None = ...,
         after: Global___PoolCounts | None = ...,
+        seat_request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "after", b"after", "before", b"before", "event_time", b"event_time", "hub", b"hub", "previous_tier", b"previous_tier", "quantity", b"quantity", "request_id", b"request_id", "sequence", b"sequence", "tier", b"tier", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "after", b"after", "before", b"before", "event_time", b"event_time", "hub", b"hub", "previous_tier", b"previous_tier", "quantity", b"quantity", "request_id", b"request_id", "seat_request_id", b"seat_request_id", "sequence", b"sequence", "tier", b"tier", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -1256,6 +1257,8 @@ class UpdateSeatPolicyRequest(_message.Message):
     IDLE_RECLAIM_DAYS_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AUTO_APPROVE_REQUESTS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account. Required."""
     hub: _resources_pb2.Hub.ValueType
@@ -1270,6 +1273,14 @@ class UpdateSeatPolicyRequest(_message.Message):
     """Only answer what the policy would reclaim now; change nothing."""
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
+    auto_approve_requests: _builtins.bool
+    """Grant seat requests at once while a seat of the pool is free and none waits."""
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The policy fields to set: "idle_reclaim_days", "auto_approve_requests". Empty: both
+        (AIP-134: a request without a mask replaces the whole policy).
+        """
+
     def __init__(
         self,
         *,
@@ -1279,10 +1290,12 @@ class UpdateSeatPolicyRequest(_message.Message):
         idle_reclaim_days: _builtins.int = ...,
         validate_only: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        auto_approve_requests: _builtins.bool = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "idle_reclaim_days", b"idle_reclaim_days", "request_id", b"request_id", "tier", b"tier", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "auto_approve_requests", b"auto_approve_requests", "hub", b"hub", "idle_reclaim_days", b"idle_reclaim_days", "request_id", b"request_id", "tier", b"tier", "update_mask", b"update_mask", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1319,3 +1332,275 @@ class UpdateSeatPolicyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateSeatPolicyResponse: _TypeAlias = UpdateSeatPolicyResponse  # noqa: Y015
+
+@_typing.final
+class RequestSeatRequest(_message.Message):
+    """Request of RequestSeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    HUB_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    user_id: _builtins.str
+    """The user who is to get the seat; default the actor. Required for a trusted system call."""
+    hub: _resources_pb2.Hub.ValueType
+    """The hub. Required."""
+    tier: _resources_pb2.Tier.ValueType
+    """The tier. Required; the account must subscribe to it."""
+    reason: _builtins.str
+    """Why the user needs the seat, for the approver; at most 200 characters."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        hub: _resources_pb2.Hub.ValueType = ...,
+        tier: _resources_pb2.Tier.ValueType = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "reason", b"reason", "request_id", b"request_id", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestSeatRequest: _TypeAlias = RequestSeatRequest  # noqa: Y015
+
+@_typing.final
+class RequestSeatResponse(_message.Message):
+    """Response of RequestSeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAT_REQUEST_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def seat_request(self) -> _resources_pb2.SeatRequest:
+        """The request: pending, or granted when the pool approves automatically."""
+
+    @_builtins.property
+    def assignment(self) -> _resources_pb2.SeatAssignment:
+        """The seat, when the request was granted at once."""
+
+    def __init__(
+        self,
+        *,
+        seat_request: _resources_pb2.SeatRequest | None = ...,
+        assignment: _resources_pb2.SeatAssignment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "seat_request", b"seat_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "seat_request", b"seat_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestSeatResponse: _TypeAlias = RequestSeatResponse  # noqa: Y015
+
+@_typing.final
+class ListSeatRequestsRequest(_message.Message):
+    """Request of ListSeatRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    HUB_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    state: _resources_pb2.SeatRequestState.ValueType
+    """Only requests in this state; unspecified for any."""
+    hub: _resources_pb2.Hub.ValueType
+    """Only requests for this hub; unspecified for any."""
+    user_id: _builtins.str
+    """Only this user's requests."""
+    page_size: _builtins.int
+    """Page size, 1 to 1000; default 50 (AIP-158)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        state: _resources_pb2.SeatRequestState.ValueType = ...,
+        hub: _resources_pb2.Hub.ValueType = ...,
+        user_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "hub", b"hub", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSeatRequestsRequest: _TypeAlias = ListSeatRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListSeatRequestsResponse(_message.Message):
+    """Response of ListSeatRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAT_REQUESTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
+    @_builtins.property
+    def seat_requests(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.SeatRequest]:
+        """The requests of this page, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        seat_requests: _abc.Iterable[_resources_pb2.SeatRequest] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "seat_requests", b"seat_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSeatRequestsResponse: _TypeAlias = ListSeatRequestsResponse  # noqa: Y015
+
+@_typing.final
+class ApproveSeatRequestRequest(_message.Message):
+    """Request of ApproveSeatRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    SEAT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PURCHASE_IF_NEEDED_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    seat_request_id: _builtins.str
+    """The request. Required."""
+    purchase_if_needed: _builtins.bool
+    """When no seat is free, buy one (S14) rather than let the request wait; needs edit billing."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        seat_request_id: _builtins.str = ...,
+        purchase_if_needed: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "purchase_if_needed", b"purchase_if_needed", "request_id", b"request_id", "seat_request_id", b"seat_request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveSeatRequestRequest: _TypeAlias = ApproveSeatRequestRequest  # noqa: Y015
+
+@_typing.final
+class ApproveSeatRequestResponse(_message.Message):
+    """Response of ApproveSeatRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAT_REQUEST_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    CHARGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def seat_request(self) -> _resources_pb2.SeatRequest:
+        """The request: granted, or waiting."""
+
+    @_builtins.property
+    def assignment(self) -> _resources_pb2.SeatAssignment:
+        """The seat, when granted."""
+
+    @_builtins.property
+    def pool(self) -> _resources_pb2.SeatPool:
+        """The pool after the approval."""
+
+    @_builtins.property
+    def charge(self) -> _resources_pb2.Charge:
+        """The charge of a seat bought with purchase_if_needed."""
+
+    def __init__(
+        self,
+        *,
+        seat_request: _resources_pb2.SeatRequest | None = ...,
+        assignment: _resources_pb2.SeatAssignment | None = ...,
+        pool: _resources_pb2.SeatPool | None = ...,
+        charge: _resources_pb2.Charge | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "charge", b"charge", "pool", b"pool", "seat_request", b"seat_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "charge", b"charge", "pool", b"pool", "seat_request", b"seat_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveSeatRequestResponse: _TypeAlias = ApproveSeatRequestResponse  # noqa: Y015
+
+@_typing.final
+class DenySeatRequestRequest(_message.Message):
+    """Request of DenySeatRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    SEAT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    seat_request_id: _builtins.str
+    """The request. Required."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        seat_request_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "request_id", b"request_id", "seat_request_id", b"seat_request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DenySeatRequestRequest: _TypeAlias = DenySeatRequestRequest  # noqa: Y015
+
+@_typing.final
+class DenySeatRequestResponse(_message.Message):
+    """Response of DenySeatRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAT_REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def seat_request(self) -> _resources_pb2.SeatRequest:
+        """The request, denied."""
+
+    def __init__(
+        self,
+        *,
+        seat_request: _resources_pb2.SeatRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["seat_request", b"seat_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seat_request", b"seat_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DenySeatRequestResponse: _TypeAlias = DenySeatRequestResponse  # noqa: Y015

@@ -124,6 +124,26 @@ class SeatServiceStub:
                 request_serializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyRequest.SerializeToString,
                 response_deserializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyResponse.FromString,
                 _registered_method=True)
+        self.RequestSeat = channel.unary_unary(
+                '/seats.v1.SeatService/RequestSeat',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.RequestSeatRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.RequestSeatResponse.FromString,
+                _registered_method=True)
+        self.ListSeatRequests = channel.unary_unary(
+                '/seats.v1.SeatService/ListSeatRequests',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.ListSeatRequestsRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.ListSeatRequestsResponse.FromString,
+                _registered_method=True)
+        self.ApproveSeatRequest = channel.unary_unary(
+                '/seats.v1.SeatService/ApproveSeatRequest',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.ApproveSeatRequestRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.ApproveSeatRequestResponse.FromString,
+                _registered_method=True)
+        self.DenySeatRequest = channel.unary_unary(
+                '/seats.v1.SeatService/DenySeatRequest',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.DenySeatRequestRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.DenySeatRequestResponse.FromString,
+                _registered_method=True)
 
 
 class SeatServiceServicer:
@@ -262,9 +282,47 @@ class SeatServiceServicer:
     def UpdateSeatPolicy(self, request, context):
         """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
         unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
-        event. Answers the seats that
-        are idle that long now; with validate_only, only that, and nothing changes. Needs account
-        access.
+        event; auto_approve_requests grants seat requests at once while seats are free. Answers the
+        seats that are idle that long now; with validate_only, only that, and nothing changes.
+        Needs account access.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestSeat(self, request, context):
+        """A user asks for a seat of a hub and tier, for themselves: no permission is needed. An actor
+        with account access (or a trusted system call) may ask for another user. Granted at once
+        when the pool approves automatically and a seat is free; otherwise pending until an
+        administrator decides. ALREADY_EXISTS (SEAT_REQUEST_EXISTS) when the user has an open
+        request for that hub; FAILED_PRECONDITION (SEAT_ALREADY_HELD) when they hold that seat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSeatRequests(self, request, context):
+        """Lists seat requests, oldest first. Needs account access, unless the actor lists only its
+        own (user_id set to the actor).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveSeatRequest(self, request, context):
+        """Approves a pending request: grants the seat at once if one is free (or pending removal,
+        which cancels that removal, S11); else buys one with purchase_if_needed (S14, needs edit
+        billing); else the request waits, behind older waiting ones, and is granted in the
+        transaction that frees a seat of its pool (an unassign, a move away, a purchase, a
+        reclaim). Needs account access. FAILED_PRECONDITION (SEAT_REQUEST_CLOSED) for a request
+        already granted, denied or cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DenySeatRequest(self, request, context):
+        """Denies a pending or waiting request. Needs account access.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -357,6 +415,26 @@ def add_SeatServiceServicer_to_server(servicer, server):
                     servicer.UpdateSeatPolicy,
                     request_deserializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyRequest.FromString,
                     response_serializer=seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyResponse.SerializeToString,
+            ),
+            'RequestSeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestSeat,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.RequestSeatRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.RequestSeatResponse.SerializeToString,
+            ),
+            'ListSeatRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSeatRequests,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.ListSeatRequestsRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.ListSeatRequestsResponse.SerializeToString,
+            ),
+            'ApproveSeatRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveSeatRequest,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.ApproveSeatRequestRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.ApproveSeatRequestResponse.SerializeToString,
+            ),
+            'DenySeatRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenySeatRequest,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.DenySeatRequestRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.DenySeatRequestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -823,6 +901,114 @@ class SeatService:
             '/seats.v1.SeatService/UpdateSeatPolicy',
             seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyRequest.SerializeToString,
             seats_dot_v1_dot_seat__service__pb2.UpdateSeatPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestSeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/RequestSeat',
+            seats_dot_v1_dot_seat__service__pb2.RequestSeatRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.RequestSeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSeatRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/ListSeatRequests',
+            seats_dot_v1_dot_seat__service__pb2.ListSeatRequestsRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.ListSeatRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveSeatRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/ApproveSeatRequest',
+            seats_dot_v1_dot_seat__service__pb2.ApproveSeatRequestRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.ApproveSeatRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenySeatRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/DenySeatRequest',
+            seats_dot_v1_dot_seat__service__pb2.DenySeatRequestRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.DenySeatRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,

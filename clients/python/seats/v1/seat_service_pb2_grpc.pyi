@@ -92,10 +92,31 @@ class SeatServiceStub:
     UpdateSeatPolicy: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.UpdateSeatPolicyRequest, _seat_service_pb2.UpdateSeatPolicyResponse]
     """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
     unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
-    event. Answers the seats that
-    are idle that long now; with validate_only, only that, and nothing changes. Needs account
-    access.
+    event; auto_approve_requests grants seat requests at once while seats are free. Answers the
+    seats that are idle that long now; with validate_only, only that, and nothing changes.
+    Needs account access.
     """
+    RequestSeat: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.RequestSeatRequest, _seat_service_pb2.RequestSeatResponse]
+    """A user asks for a seat of a hub and tier, for themselves: no permission is needed. An actor
+    with account access (or a trusted system call) may ask for another user. Granted at once
+    when the pool approves automatically and a seat is free; otherwise pending until an
+    administrator decides. ALREADY_EXISTS (SEAT_REQUEST_EXISTS) when the user has an open
+    request for that hub; FAILED_PRECONDITION (SEAT_ALREADY_HELD) when they hold that seat.
+    """
+    ListSeatRequests: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.ListSeatRequestsRequest, _seat_service_pb2.ListSeatRequestsResponse]
+    """Lists seat requests, oldest first. Needs account access, unless the actor lists only its
+    own (user_id set to the actor).
+    """
+    ApproveSeatRequest: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.ApproveSeatRequestRequest, _seat_service_pb2.ApproveSeatRequestResponse]
+    """Approves a pending request: grants the seat at once if one is free (or pending removal,
+    which cancels that removal, S11); else buys one with purchase_if_needed (S14, needs edit
+    billing); else the request waits, behind older waiting ones, and is granted in the
+    transaction that frees a seat of its pool (an unassign, a move away, a purchase, a
+    reclaim). Needs account access. FAILED_PRECONDITION (SEAT_REQUEST_CLOSED) for a request
+    already granted, denied or cancelled.
+    """
+    DenySeatRequest: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.DenySeatRequestRequest, _seat_service_pb2.DenySeatRequestResponse]
+    """Denies a pending or waiting request. Needs account access."""
 
 @_typing.type_check_only
 class SeatServiceAsyncStub(SeatServiceStub):
@@ -161,10 +182,31 @@ class SeatServiceAsyncStub(SeatServiceStub):
     UpdateSeatPolicy: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.UpdateSeatPolicyRequest, _seat_service_pb2.UpdateSeatPolicyResponse]  # type: ignore[assignment]
     """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
     unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
-    event. Answers the seats that
-    are idle that long now; with validate_only, only that, and nothing changes. Needs account
-    access.
+    event; auto_approve_requests grants seat requests at once while seats are free. Answers the
+    seats that are idle that long now; with validate_only, only that, and nothing changes.
+    Needs account access.
     """
+    RequestSeat: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.RequestSeatRequest, _seat_service_pb2.RequestSeatResponse]  # type: ignore[assignment]
+    """A user asks for a seat of a hub and tier, for themselves: no permission is needed. An actor
+    with account access (or a trusted system call) may ask for another user. Granted at once
+    when the pool approves automatically and a seat is free; otherwise pending until an
+    administrator decides. ALREADY_EXISTS (SEAT_REQUEST_EXISTS) when the user has an open
+    request for that hub; FAILED_PRECONDITION (SEAT_ALREADY_HELD) when they hold that seat.
+    """
+    ListSeatRequests: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.ListSeatRequestsRequest, _seat_service_pb2.ListSeatRequestsResponse]  # type: ignore[assignment]
+    """Lists seat requests, oldest first. Needs account access, unless the actor lists only its
+    own (user_id set to the actor).
+    """
+    ApproveSeatRequest: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.ApproveSeatRequestRequest, _seat_service_pb2.ApproveSeatRequestResponse]  # type: ignore[assignment]
+    """Approves a pending request: grants the seat at once if one is free (or pending removal,
+    which cancels that removal, S11); else buys one with purchase_if_needed (S14, needs edit
+    billing); else the request waits, behind older waiting ones, and is granted in the
+    transaction that frees a seat of its pool (an unassign, a move away, a purchase, a
+    reclaim). Needs account access. FAILED_PRECONDITION (SEAT_REQUEST_CLOSED) for a request
+    already granted, denied or cancelled.
+    """
+    DenySeatRequest: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.DenySeatRequestRequest, _seat_service_pb2.DenySeatRequestResponse]  # type: ignore[assignment]
+    """Denies a pending or waiting request. Needs account access."""
 
 class SeatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Accounts, their seat pools, seat assignments, billing previews and the event log.
@@ -329,9 +371,54 @@ class SeatServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_seat_service_pb2.UpdateSeatPolicyResponse, _abc.Awaitable[_seat_service_pb2.UpdateSeatPolicyResponse]]:
         """Sets a pool's policy: idle_reclaim_days (7 or more; 0 turns it off) lets the renewal sweep
         unassign seats idle that long (no activity, grant or move since), each with a SEAT_RECLAIMED
-        event. Answers the seats that
-        are idle that long now; with validate_only, only that, and nothing changes. Needs account
-        access.
+        event; auto_approve_requests grants seat requests at once while seats are free. Answers the
+        seats that are idle that long now; with validate_only, only that, and nothing changes.
+        Needs account access.
         """
+
+    @_abc_1.abstractmethod
+    def RequestSeat(
+        self,
+        request: _seat_service_pb2.RequestSeatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.RequestSeatResponse, _abc.Awaitable[_seat_service_pb2.RequestSeatResponse]]:
+        """A user asks for a seat of a hub and tier, for themselves: no permission is needed. An actor
+        with account access (or a trusted system call) may ask for another user. Granted at once
+        when the pool approves automatically and a seat is free; otherwise pending until an
+        administrator decides. ALREADY_EXISTS (SEAT_REQUEST_EXISTS) when the user has an open
+        request for that hub; FAILED_PRECONDITION (SEAT_ALREADY_HELD) when they hold that seat.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSeatRequests(
+        self,
+        request: _seat_service_pb2.ListSeatRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.ListSeatRequestsResponse, _abc.Awaitable[_seat_service_pb2.ListSeatRequestsResponse]]:
+        """Lists seat requests, oldest first. Needs account access, unless the actor lists only its
+        own (user_id set to the actor).
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveSeatRequest(
+        self,
+        request: _seat_service_pb2.ApproveSeatRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.ApproveSeatRequestResponse, _abc.Awaitable[_seat_service_pb2.ApproveSeatRequestResponse]]:
+        """Approves a pending request: grants the seat at once if one is free (or pending removal,
+        which cancels that removal, S11); else buys one with purchase_if_needed (S14, needs edit
+        billing); else the request waits, behind older waiting ones, and is granted in the
+        transaction that frees a seat of its pool (an unassign, a move away, a purchase, a
+        reclaim). Needs account access. FAILED_PRECONDITION (SEAT_REQUEST_CLOSED) for a request
+        already granted, denied or cancelled.
+        """
+
+    @_abc_1.abstractmethod
+    def DenySeatRequest(
+        self,
+        request: _seat_service_pb2.DenySeatRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.DenySeatRequestResponse, _abc.Awaitable[_seat_service_pb2.DenySeatRequestResponse]]:
+        """Denies a pending or waiting request. Needs account access."""
 
 def add_SeatServiceServicer_to_server(servicer: SeatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
