@@ -255,11 +255,11 @@ class Log:
 
 
 SEAT_TAKEN = ("SEAT_UNASSIGNED", "SEAT_RECLAIMED")
+"""Events that take a seat from its user, leaving it in the pool (S18): by a call, or by the sweep
+from a seat idle past its pool's policy."""
 REQUEST_STEPS = ("SEAT_REQUESTED", "SEAT_REQUEST_WAITING", "SEAT_REQUEST_DENIED", "SEAT_POLICY_UPDATED")
 """Events about a pool that move none of its counts: a seat request's steps, and a policy change
 (a grant of a request is a SEAT_ASSIGNED event)."""
-"""Events that take a seat from its user, leaving it in the pool (S18): by a call, or by the sweep
-from a seat idle past its pool's policy."""
 
 
 def replay_log(events: Sequence[resources_pb2.SeatEvent]) -> Log:

@@ -77,7 +77,6 @@ MAX_PAST_TERM_START = timedelta(days=10 * 365)  # an account migrated from an ol
 MAX_SEQUENCE = 2**62
 POLICY_FIELDS = frozenset({"idle_reclaim_days", "auto_approve_requests"})  # what UpdateSeatPolicy may set
 POLICY_ACTOR = "policy"  # decided_by of a request granted by a pool's auto-approval
-MAX_GRANT_ROUNDS = 8  # waiting-list passes per unit: a grant that moves a user frees a seat elsewhere
 MAX_KEPT_CHECK = 16  # CheckSeats answers of up to this many ids are kept per account version
 
 
@@ -1277,8 +1276,10 @@ class SeatDomain:
     def _serve_waiting(self, unit: Unit) -> None:
         """Gives the free seats of pools with a waiting list to the oldest waiting requests, in
         the transaction that freed them, each grant with its SEAT_ASSIGNED event. A grant that
-        moves a user from another tier frees a seat there, so pools are passed over again."""
-        for _ in range(MAX_GRANT_ROUNDS):
+        moves a user from another tier frees a seat there, so pools are passed over again. Each
+        pass closes at least one waiting request, so the passes end; at the end nobody waits
+        where a seat is free (the seat_pools CHECK holds the store to it)."""
+        while True:
             due = [p for _, p in sorted(unit._pools.items()) if p.waiting_requests > 0 and p.available > 0]
             if not due:
                 return

@@ -93,10 +93,11 @@ def test_readme_shows_every_rpc_as_a_grpcurl_call_and_each_runs(tmp_path: Path) 
     from seats.v1 import seat_service_pb2, user_service_pb2
 
     script = walkthrough() + block("every-rpc")
+    shown = script + block("waiting-list")  # the seat-request RPCs: run by the waiting-list test below
     for module in (seat_service_pb2, user_service_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
-                assert f"{service.name}/{method.name}" in script, f"README.md shows no grpcurl call of {method.name}"
+                assert f"{service.name}/{method.name}" in shown, f"README.md shows no grpcurl call of {method.name}"
     with serving(tmp_path) as server:
         done = run_shell(script, server.address, tmp_path)
     assert done.returncode == 0, f"the grpcurl calls failed:\n{done.stdout}\n{done.stderr}"
@@ -109,6 +110,33 @@ def test_readme_shows_every_rpc_as_a_grpcurl_call_and_each_runs(tmp_path: Path) 
     assert outcomes == ["SEAT_CHANGE_OUTCOME_ASSIGNED", "SEAT_CHANGE_OUTCOME_UNASSIGNED"]
     watched = [int(r["event"]["sequence"]) for r in replies if "event" in r]
     assert watched and watched == list(range(21, 21 + len(watched)))
+
+
+def test_readme_waiting_list_story_runs_as_written(tmp_path: Path) -> None:
+    """A full pool, two requests approved into its waiting list, a seat unassigned: the older request
+    gets the seat in that same transaction, and the event log shows it right after the unassign."""
+    with serving(tmp_path) as server:
+        done = run_shell(walkthrough() + block("waiting-list"), server.address, tmp_path)
+    assert done.returncode == 0, f"the waiting-list story failed:\n{done.stdout}\n{done.stderr}"
+    replies = json_documents(done.stdout)
+    approvals = [r["seat_request"] for r in replies if "seat_request" in r and "pool" in r]
+    assert [a["state"] for a in approvals] == ["SEAT_REQUEST_STATE_WAITING"] * 2
+    eve_asks, fay_asks = (a["seat_request_id"] for a in approvals)
+    waiting = next(r["seat_requests"] for r in replies if "seat_requests" in r)
+    assert [q["seat_request_id"] for q in waiting] == [eve_asks, fay_asks]  # oldest first
+    log = next(r["events"] for r in replies if "events" in r and r["events"][0].get("request_id") == "free-bobs-seat")
+    assert [(e["type"], e.get("seat_request_id", "")) for e in log] == [
+        ("SEAT_EVENT_TYPE_SEAT_UNASSIGNED", ""),
+        ("SEAT_EVENT_TYPE_SEAT_ASSIGNED", eve_asks),
+    ]
+    assert {e["request_id"] for e in log} == {"free-bobs-seat"}
+    assert int(log[1]["sequence"]) == int(log[0]["sequence"]) + 1
+    everyone = [r["seat_requests"] for r in replies if "seat_requests" in r][1]
+    assert [q["state"] for q in everyone] == ["SEAT_REQUEST_STATE_GRANTED", "SEAT_REQUEST_STATE_WAITING"]
+    pool = next(r["pools"][0] for r in replies if "pools" in r and r["pools"][0].get("waiting_requests"))
+    assert (pool["assigned"], pool["waiting_requests"], pool.get("available", 0)) == (4, 1, 0)
+    denied = replies[-1]["seat_request"]
+    assert (denied["seat_request_id"], denied["state"]) == (fay_asks, "SEAT_REQUEST_STATE_DENIED")
 
 
 def run_client_example(python: str, server_address: str, cwd: Path, name: str = "client-example") -> str:

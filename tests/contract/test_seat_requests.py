@@ -7,8 +7,12 @@ throughout, and while anyone waits no seat of the pool is free."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.conftest import Running, actor
@@ -85,7 +89,7 @@ def listed(
     running: Running,
     tenant: Tenant,
     *,
-    state: resources_pb2.SeatRequestState.ValueType = 0,
+    state: int = 0,
     user_id: str = "",
     by: str = "",
     page_size: int = 0,
@@ -96,7 +100,11 @@ def listed(
     while True:
         page = running.seats.ListSeatRequests(
             seat_service_pb2.ListSeatRequestsRequest(
-                account_id=tenant.id, state=state, user_id=user_id, page_size=page_size, page_token=token
+                account_id=tenant.id,
+                state=resources_pb2.SeatRequestState.ValueType(state),
+                user_id=user_id,
+                page_size=page_size,
+                page_token=token,
             ),
             metadata=actor(by or tenant.owner_id),
         )
@@ -297,13 +305,13 @@ def test_one_open_request_per_user_and_hub_and_none_for_a_seat_held(running: Run
     with refused(grpc.StatusCode.NOT_FOUND, "SEAT_REQUEST_NOT_FOUND"):
         approve(running, tenant, "sreq_nothing")
     with refused(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD"):
-        ask(running, tenant, ann, hub=0)
+        ask(running, tenant, ann, hub=resources_pb2.HUB_UNSPECIFIED)
     with refused(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD"):
         ask(running, tenant, ann, why="x" * 201)
     with refused(grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND"):
         ask(running, tenant, "usr_nobody", by=None)
     with refused(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD"):
-        listed(running, tenant, state=99)  # type: ignore[arg-type]
+        listed(running, tenant, state=99)
 
 
 def test_a_pool_that_approves_by_itself_grants_while_seats_are_free(running: Running) -> None:
@@ -411,8 +419,8 @@ def test_concurrent_frees_and_approvals_keep_the_waiting_list_and_the_invariants
     tenant, holders = full_pool(running, holders=6)
     askers = [new_user(running.users, tenant).user_id for _ in range(6)]
     made = [ask(running, tenant, u).seat_request.seat_request_id for u in askers]
-    calls = [lambda r=r: approve(running, tenant, r) for r in made]  # type: ignore[misc]
-    calls += [lambda u=u: unassign(running.seats, tenant, u, SALES) for u in holders[:4]]  # type: ignore[misc]
+    calls: list[Callable[[], Message]] = [functools.partial(approve, running, tenant, r) for r in made]
+    calls += [functools.partial(unassign, running.seats, tenant, u, SALES) for u in holders[:4]]
     results = run_together(calls)
     assert not [r for r in results if isinstance(r, grpc.RpcError)]
     final = pool(running.seats, tenant, SALES, PROFESSIONAL)

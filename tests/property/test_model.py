@@ -18,7 +18,17 @@ was given, skips users without a seat of the hub, and refuses a time more than 5
 to another tier of the hub keeps the last reported use and counts as a use itself (idleness runs from
 the later of the two), an unassign forgets it. Each pool has idle_reclaim_days (0, or 7 to 3650): the
 policy answers the seats last used at or before now minus those days, and the
-sweep unassigns them, each with a SEAT_RECLAIMED event, leaving the seat in its pool (S18)."""
+sweep unassigns them, each with a SEAT_RECLAIMED event, leaving the seat in its pool (S18).
+
+Seat requests and the waiting list: a user asks for a seat of a pool for themselves (anyone else asking
+for them needs account access); one open request per user and hub, none for the seat the user holds. An
+approval gives the seat as a grant would (a free one, else one pending removal while nobody waits, else
+one bought on request by an actor with edit billing) or puts the request at the end of the pool's waiting
+list; a denial closes it. After every change that commits, the pools with a free seat and a waiting list
+give their seats to the oldest waiting requests (a user holding another tier of the hub is moved, which
+frees a seat there), until no pool has both. A pool that approves requests by itself grants one at once
+while a seat is free and nobody waits. Deleting a user cancels their open requests; closing the free pool
+(an upgrade) cancels its waiting ones."""
 
 from __future__ import annotations
 
@@ -33,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -115,6 +126,10 @@ class Pool:
     pending: int = 0
     idle_reclaim_days: int = 0
     """0: never reclaim; else the sweep unassigns seats unused for that many days."""
+    waiting: list[str] = field(default_factory=list)
+    """The waiting list: ids of approved requests, oldest first."""
+    auto_approve: bool = False
+    """Grant requests at once while a seat is free and nobody waits."""
 
     @property
     def capacity(self) -> int:
@@ -149,6 +164,16 @@ class Seat:
 
 
 @dataclass
+class Ask:
+    """A seat request: whose, for which pool, and where it stands (a SeatRequestState)."""
+
+    user_id: str
+    hub: Hub
+    tier: Tier
+    state: int
+
+
+@dataclass
 class Member:
     email: str
     super_admin: bool = False
@@ -179,6 +204,13 @@ class Model:
     """The server's clock: the machine moves both together."""
     terms: int = 1
     """Terms begun so far: the renewal date is `terms` terms after the first term start."""
+    asks: dict[str, Ask] = field(default_factory=dict)
+    """Seat requests by id, in the order they were made."""
+    served: int = 0
+    """Requests the waiting lists granted so far (for the run's tally)."""
+    log: list[EventKey] = field(default_factory=list)
+    """The request events (SEAT_REQUESTED, SEAT_REQUEST_WAITING, SEAT_REQUEST_DENIED, and the SEAT_ASSIGNED
+    of each grant) the change under way appends, in order."""
 
     @property
     def renewal(self) -> datetime:
@@ -359,6 +391,8 @@ class Model:
             for member in self.members.values():
                 if member.tier(hub) == FREE:
                     del member.seats[hub]  # the seat and its activity are gone
+            for ask_id in self.pools[(hub, FREE)].waiting:
+                self.asks[ask_id].state = CANCELLED
             del self.pools[(hub, FREE)]
         self.pools[(hub, tier)] = Pool(INCLUDED[tier], purchased)
         for user_id in assign_user_ids:
@@ -409,6 +443,11 @@ class Model:
         if member.seats:
             raise Refused("USER_HOLDS_SEATS")
         del self.members[user_id]
+        for ask_id, ask in self.asks.items():
+            if ask.user_id == user_id and ask.state in OPEN:
+                if ask.state == WAITING and (ask.hub, ask.tier) in self.pools:
+                    self.pools[(ask.hub, ask.tier)].waiting.remove(ask_id)
+                ask.state = CANCELLED
 
     # Seat activity and idle seats.
 
@@ -452,7 +491,7 @@ class Model:
         pool = self.pool(hub, tier)
         changes: list[EventKey] = []
         if pool.idle_reclaim_days != days and not validate_only:
-            pool.idle_reclaim_days = days
+            pool.idle_reclaim_days = days  # the machine's mask names only this field
             changes.append(("SEAT_POLICY_UPDATED", "", hub, tier, 0, days))
         return (self.idle_seats(hub, tier, days) if days else []), changes
 
@@ -467,13 +506,113 @@ class Model:
                     reclaimed.append(("SEAT_RECLAIMED", user_id, hub, tier, 0, 0))
         return reclaimed
 
+    # Seat requests and the waiting list.
+
+    def request_seat(self, who: str | None, target: str | None, hub: Hub, tier: Tier, ask_id: str) -> Ask:
+        """RequestSeat for `target` (None: the call names no user)."""
+        if target is None:
+            raise Refused("INVALID_FIELD")
+        self.acting(who, None)
+        if target != who:
+            self.require(who, "account_access")
+        member = self.user(target)
+        pool = self.pool(hub, tier)
+        if member.tier(hub) == tier:
+            raise Refused("SEAT_ALREADY_HELD")
+        if any(a.state in OPEN and (a.user_id, a.hub) == (target, hub) for a in self.asks.values()):
+            raise Refused("SEAT_REQUEST_EXISTS")
+        self.asks[ask_id] = ask = Ask(target, hub, tier, PENDING)
+        self.log.append(("SEAT_REQUESTED", target, hub, tier, 0, 0))
+        if pool.auto_approve and pool.free > 0 and not pool.waiting:
+            self.grant(ask_id)
+        return ask
+
+    def open_ask(self, ask_id: str) -> Ask:
+        ask = self.asks.get(ask_id)
+        if ask is None:
+            raise Refused("SEAT_REQUEST_NOT_FOUND")
+        if ask.state not in OPEN:
+            raise Refused("SEAT_REQUEST_CLOSED")
+        return ask
+
+    def grant(self, ask_id: str) -> None:
+        """The request's user gets its seat (a seat of another tier of the hub moves), as a grant takes one."""
+        ask = self.asks[ask_id]
+        held = self.members[ask.user_id].tier(ask.hub)
+        ask.state = GRANTED
+        if held == ask.tier:  # given meanwhile
+            return
+        moved = self.release(ask.user_id, ask.hub) if held is not None else None
+        self.take_seat(None, ask.hub, ask.tier, purchase_if_needed=False)
+        self.give(ask.user_id, ask.hub, ask.tier, moved)
+        self.log.append(("SEAT_ASSIGNED", ask.user_id, ask.hub, ask.tier, held or NO_TIER, 0))
+
+    def approve(self, who: str | None, ask_id: str, buy: bool) -> int:
+        """ApproveSeatRequest; returns the request's state after it."""
+        self.acting(who, "account_access")
+        ask = self.open_ask(ask_id)
+        pool = self.pool(ask.hub, ask.tier)
+        if self.members[ask.user_id].tier(ask.hub) == ask.tier:
+            if ask.state == WAITING:
+                pool.waiting.remove(ask_id)
+            ask.state = GRANTED
+            return GRANTED
+        can_take = pool.free > 0 or (pool.pending > 0 and not pool.waiting)
+        if can_take or buy:
+            if ask.state == WAITING:
+                pool.waiting.remove(ask_id)
+            if not can_take:
+                self.require(who, "edit_billing")
+                self.buy(pool, ask.tier, 1)
+            self.grant(ask_id)
+            return GRANTED
+        if ask.state == PENDING:
+            ask.state = WAITING
+            pool.waiting.append(ask_id)
+            self.log.append(("SEAT_REQUEST_WAITING", ask.user_id, ask.hub, ask.tier, 0, 0))
+        return WAITING
+
+    def deny(self, who: str | None, ask_id: str) -> None:
+        self.acting(who, "account_access")
+        ask = self.open_ask(ask_id)
+        pool = self.pools.get((ask.hub, ask.tier))
+        if pool is not None and ask.state == WAITING:
+            pool.waiting.remove(ask_id)
+        ask.state = DENIED
+        where = (ask.hub, ask.tier) if pool is not None else (0, 0)
+        self.log.append(("SEAT_REQUEST_DENIED", ask.user_id, *where, 0, 0))
+
+    def set_auto_approve(self, who: str | None, hub: Hub, tier: Tier, on: bool) -> None:
+        self.acting(who, "account_access")
+        pool = self.pool(hub, tier)
+        if pool.auto_approve != on:
+            pool.auto_approve = on
+            self.log.append(("SEAT_POLICY_UPDATED", "", hub, tier, 0, pool.idle_reclaim_days))
+
+    def serve_waiting(self) -> None:
+        """What every committed change ends with: the pools (in order) with a free seat and a waiting list
+        give seats to their oldest requests, pass after pass, until no pool has both."""
+        while due := [k for k in sorted(self.pools) if self.pools[k].waiting and self.pools[k].free > 0]:
+            for key in due:
+                pool = self.pools[key]
+                for ask_id in pool.waiting[: min(pool.free, len(pool.waiting))]:
+                    pool.waiting.remove(ask_id)
+                    self.grant(ask_id)
+                    self.served += 1
+
     # What GetSeatSummary and ListSeatAssignments should show.
 
-    def summary(self) -> dict[tuple[Hub, Tier], tuple[int, int, int, int, int, int]]:
+    def summary(self) -> dict[tuple[Hub, Tier], tuple[int, int, int, int, int, int, int, bool]]:
         return {
-            key: (p.included, p.purchased, p.assigned, p.free, p.pending, p.idle_reclaim_days)
+            key: (
+                p.included, p.purchased, p.assigned, p.free, p.pending, p.idle_reclaim_days, len(p.waiting),
+                p.auto_approve,
+            )
             for key, p in sorted(self.pools.items())
-        }
+        }  # fmt: skip
+
+    def requests(self) -> dict[str, tuple[str, Hub, Tier, int]]:
+        return {ask_id: (a.user_id, a.hub, a.tier, a.state) for ask_id, a in self.asks.items()}
 
     def assignments(self) -> list[Listed]:
         """(user, hub, tier, assign time, last activity) of every seat."""
@@ -487,8 +626,11 @@ class Model:
 # ---- the machine: every step on the server and on the model ---------------------------------------
 
 
-def pool_view(p: resources_pb2.SeatPool) -> tuple[int, int, int, int, int, int]:
-    return (p.included, p.purchased, p.assigned, p.available, p.pending_removal, p.idle_reclaim_days)
+def pool_view(p: resources_pb2.SeatPool) -> tuple[int, int, int, int, int, int, int, bool]:
+    return (
+        p.included, p.purchased, p.assigned, p.available, p.pending_removal, p.idle_reclaim_days, p.waiting_requests,
+        p.auto_approve_requests,
+    )  # fmt: skip
 
 
 def listed(a: resources_pb2.SeatAssignment) -> Listed:
@@ -554,8 +696,25 @@ POLICY_DAYS = (0, 7, 7, 30, 30, 3)
 EVERY_ACCOUNT = 1_000_000
 """A limit of the sweep's queries of accounts that no test database reaches."""
 
-SPECIAL_EVENTS = ("SEAT_RECLAIMED", "SEAT_POLICY_UPDATED")
-"""The event types whose every occurrence the machine predicts, step by step."""
+SPECIAL_EVENTS = (
+    "SEAT_RECLAIMED", "SEAT_POLICY_UPDATED", "SEAT_REQUESTED", "SEAT_REQUEST_WAITING", "SEAT_REQUEST_DENIED"
+)  # fmt: skip
+"""The event types whose every occurrence the machine predicts, step by step; so is every event of a
+grant of a request (a SEAT_ASSIGNED that names the request)."""
+
+S = r.SeatRequestState
+PENDING, WAITING, GRANTED, DENIED, CANCELLED = (
+    S.SEAT_REQUEST_STATE_PENDING,
+    S.SEAT_REQUEST_STATE_WAITING,
+    S.SEAT_REQUEST_STATE_GRANTED,
+    S.SEAT_REQUEST_STATE_DENIED,
+    S.SEAT_REQUEST_STATE_CANCELLED,
+)
+OPEN = (PENDING, WAITING)
+UNKNOWN_REQUEST = "sreq_0000000000000000000000"
+NEW_USER = "a new user"
+NEW_REQUEST = "new request"
+"""The model's id of a request until the server's answer names it."""
 
 hubs = st.sampled_from(HUBS)
 tiers = st.sampled_from(TIERS)
@@ -613,6 +772,7 @@ class SeatMachine(RuleBasedStateMachine):
         trial = copy.deepcopy(self.model)
         try:
             expected: T | None = model_change(trial)
+            trial.serve_waiting()
             predicted = "OK"
         except Refused as refusal:
             expected, predicted = None, refusal.reason
@@ -623,6 +783,9 @@ class SeatMachine(RuleBasedStateMachine):
         self.record(kind, what, predicted, answered)
         if predicted == "OK":
             self.model = trial
+            self.expected_events, trial.log = trial.log, []
+            self.tally[("#waiting list", "granted")] += trial.served
+            trial.served = 0
         return expected, response
 
     def record(self, kind: str, what: str, predicted: str, answered: str) -> None:
@@ -764,11 +927,18 @@ class SeatMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def unassign(self, data: st.DataObject) -> None:
-        """Mostly a seat somebody holds; else any user and hub."""
+        """Mostly a seat somebody holds, above all one of a pool with a waiting list; else any user and hub."""
         assert self.model is not None
         anyone = st.tuples(self.users, hubs)
         held = sorted((user_id, hub) for user_id, m in self.model.members.items() for hub in m.seats)
-        user, hub = data.draw(st.one_of(st.sampled_from(held), st.sampled_from(held), anyone) if held else anyone)
+        queued = [
+            (user_id, hub)
+            for user_id, hub in held
+            if self.model.pools[(hub, self.model.members[user_id].seats[hub].tier)].waiting
+        ]
+        choices = [st.sampled_from(held)] * 2 if held else []
+        choices += [st.sampled_from(queued)] * 4 if queued else []
+        user, hub = data.draw(st.one_of(*choices, anyone))  # a seat somebody waits for, most of all
         who = data.draw(self.actors(), label="actor")
         acting = self.actor_id(who)
         self.step(
@@ -1091,7 +1261,12 @@ class SeatMachine(RuleBasedStateMachine):
             lambda m: m.update_policy(acting, hub, tier, days, validate_only),
             lambda: self.seats.UpdateSeatPolicy(
                 s.UpdateSeatPolicyRequest(
-                    account_id=self.account_id, hub=hub, tier=tier, idle_reclaim_days=days, validate_only=validate_only
+                    account_id=self.account_id,
+                    hub=hub,
+                    tier=tier,
+                    idle_reclaim_days=days,
+                    validate_only=validate_only,
+                    update_mask=FieldMask(paths=["idle_reclaim_days"]),
                 ),
                 metadata=self.metadata(acting),
             ),
@@ -1102,7 +1277,7 @@ class SeatMachine(RuleBasedStateMachine):
         idle, changes = expected
         self.expected_events = changes
         shown = pool_view(response.pool)
-        assert shown == (*self.model.summary()[(hub, tier)][:5], days), f"{what}: the pool {shown}"
+        assert shown[:6] == (*self.model.summary()[(hub, tier)][:5], days), f"{what}: the pool {shown}"
         seats = {(user_id, h): seat for user_id, h, *seat in map(listed, response.idle_seats)}
         model_seats = {(user_id, h): seat for user_id, h, *seat in self.model.assignments()}
         assert [user_id for user_id, _ in seats] == idle, (
@@ -1132,6 +1307,10 @@ class SeatMachine(RuleBasedStateMachine):
         self.steps += 1
         renewed = self.move_clock(timedelta(days=days))
         reclaimed = self.model.reclaim()
+        self.model.serve_waiting()  # the seats reclaimed go to the waiting lists in the same transaction
+        granted, self.model.log = self.model.log, []
+        self.tally[("#waiting list", "granted")] += self.model.served
+        self.model.served = 0
         store, domain, now = self.running.store, self.running.server.domain, self.model.now
         due = self.account_id in store.read(lambda: store.due_accounts(now, EVERY_ACCOUNT))
         assert due == bool(renewed), f"due for renewal: {due}, the model renews {renewed}"
@@ -1143,11 +1322,185 @@ class SeatMachine(RuleBasedStateMachine):
         if idle:
             domain.reclaim_account(self.account_id)
         appended = self.new_events()
-        got = [event_key(e) for e in appended]
+        swept = ("SEATS_REMOVED", "TERM_RENEWED", "SEAT_RECLAIMED")
+        got = [event_key(e) for e in appended if event_type(e) in swept]
         assert got == renewed + reclaimed, f"the sweep appended {got}, the model expects {renewed + reclaimed}"
+        grants = [event_key(e) for e in appended if e.seat_request_id]
+        assert grants == granted, f"the sweep granted {grants}, the model expects {granted}"
         assert all(e.actor == SYSTEM for e in appended), [e.actor for e in appended]
         self.tally[("sweep", "OK")] += 1
         self.tally[("#sweep", "seats reclaimed")] += len(reclaimed)
+
+    # Seat requests and the waiting list.
+
+    @rule(data=st.data(), user=st.one_of(users, users, users, st.just(UNKNOWN_USER)))
+    def request_seat(self, data: st.DataObject, user: str) -> None:
+        """Mostly the user asks for themselves; sometimes the owner, a trusted system (naming the user or,
+        wrongly, no one) or another user asks for them."""
+        hub, tier = data.draw(self.pool_keys(), label="pool")
+        who = data.draw(st.one_of(st.just(user), st.just(user), self.actors()), label="actor")
+        acting = self.actor_id(who)
+        target: str | None = user
+        if acting is None and data.draw(st.booleans(), label="names no user"):
+            target = None
+        what = f"{self.who_label(who)} asks for a {name(hub, tier)} seat for {self.label(target or '-')}"
+        request = s.RequestSeatRequest(account_id=self.account_id, hub=hub, tier=tier)
+        if target != acting and target is not None:
+            request.user_id = target
+        _, response = self.step(
+            what,
+            lambda m: m.request_seat(acting, target, hub, tier, NEW_REQUEST),
+            lambda: self.seats.RequestSeat(request, metadata=self.metadata(acting)),
+            kind="request",
+        )
+        if response is not None:
+            assert self.model is not None
+            made = response.seat_request
+            self.model.asks[made.seat_request_id] = self.model.asks.pop(NEW_REQUEST)
+            for pool in self.model.pools.values():
+                assert NEW_REQUEST not in pool.waiting  # a new request waits only once approved
+            assert made.state == self.model.asks[made.seat_request_id].state, f"{what}: {made}"
+
+    def new_member(self, seats: list[tuple[Hub, Tier]]) -> str:
+        """A user without permissions, with seats, made by a system call (its events are no step's)."""
+        assert self.model is not None
+        email = f"asker{next(self.emails_made)}@model.test"
+        created = self.user_service.CreateUser(
+            u.CreateUserRequest(
+                account_id=self.account_id, email=email, seats=[r.SeatRef(hub=h, tier=t) for h, t in seats]
+            )
+        )
+        self.model.create_user(None, created.user.user_id, Member(email), seats, purchase_if_needed=False)
+        self.emails[created.user.user_id] = email
+        self.new_events()
+        return created.user.user_id
+
+    @rule(
+        data=st.data(),
+        user=st.one_of(users, st.just(NEW_USER)),
+        buy=st.sampled_from([False, False, False, True]),
+        fill=st.booleans(),
+    )
+    def ask_and_approve(self, data: st.DataObject, user: str, buy: bool, fill: bool) -> None:
+        """A user (now and then one just made, without seats) asks for a seat of a pool, mostly a full one,
+        and the owner approves it at once: the waiting lists fill up faster than by the two rules apart.
+        With `fill`, users made by system calls first take the pool's last free seats (three at most)."""
+        assert self.model is not None
+        if user == NEW_USER:
+            user = self.new_member([])
+        full = sorted(k for k, p in self.model.pools.items() if p.free == 0)
+        every = st.sampled_from(sorted(self.model.pools))
+        hub, tier = data.draw(st.one_of(st.sampled_from(full), st.sampled_from(full), every) if full else every)
+        pool = self.model.pools[(hub, tier)]
+        if fill and 0 < pool.free <= 3:
+            while pool.free > 0:
+                self.new_member([(hub, tier)])
+        before = set(self.model.asks)
+        self.step(
+            f"{self.label(user)} asks for a {name(hub, tier)} seat",
+            lambda m: m.request_seat(user, user, hub, tier, NEW_REQUEST),
+            lambda: self.seats.RequestSeat(
+                s.RequestSeatRequest(account_id=self.account_id, hub=hub, tier=tier), metadata=self.metadata(user)
+            ),
+            kind="request",
+        )
+        made = [a for a in self.model.asks if a not in before]
+        if made and NEW_REQUEST in self.model.asks:
+            self.rename_new_request(made)
+        self.check_new_events()
+        owner = self.model.owner_id
+        for ask_id in [a for a in self.model.asks if a not in before and self.model.asks[a].state == PENDING]:
+            expected, _ = self.step(
+                f"owner approves it purchase_if_needed={buy}",
+                lambda m, ask_id=ask_id: m.approve(owner, ask_id, buy),  # type: ignore[misc]
+                lambda ask_id=ask_id: self.seats.ApproveSeatRequest(  # type: ignore[misc]
+                    s.ApproveSeatRequestRequest(
+                        account_id=self.account_id, seat_request_id=ask_id, purchase_if_needed=buy
+                    ),
+                    metadata=self.metadata(owner),
+                ),
+                kind="approve",
+            )
+            if expected is not None:
+                self.tally[("#approve", r.SeatRequestState.Name(r.SeatRequestState.ValueType(expected)))] += 1
+
+    def rename_new_request(self, made: list[str]) -> None:
+        """Gives the model's new request the id of the server's: the one request the server lists that the
+        model does not know."""
+        assert self.model is not None
+        listed_ids = [
+            q.seat_request_id
+            for q in self.seats.ListSeatRequests(
+                s.ListSeatRequestsRequest(account_id=self.account_id, page_size=1000)
+            ).seat_requests
+        ]
+        (server_id,) = [q for q in listed_ids if q not in self.model.asks]
+        self.model.asks[server_id] = self.model.asks.pop(NEW_REQUEST)
+        assert made == [NEW_REQUEST]
+
+    def ask_ids(self) -> st.SearchStrategy[str]:
+        """Mostly a request the account has (an open one more often); now and then one it never had."""
+        assert self.model is not None
+        made = list(self.model.asks)
+        open_ones = [a for a in made if self.model.asks[a].state in OPEN]
+        choices = [st.just(UNKNOWN_REQUEST)]
+        if made:
+            choices += [st.sampled_from(made)] * 2
+        if open_ones:
+            choices += [st.sampled_from(open_ones)] * 6
+        return st.one_of(*choices)
+
+    @rule(data=st.data(), buy=st.sampled_from([False, False, True]))
+    def approve(self, data: st.DataObject, buy: bool) -> None:
+        ask_id = data.draw(self.ask_ids(), label="request")
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        what = f"{self.who_label(who)} approves {ask_id} purchase_if_needed={buy}"
+        expected, response = self.step(
+            what,
+            lambda m: m.approve(acting, ask_id, buy),
+            lambda: self.seats.ApproveSeatRequest(
+                s.ApproveSeatRequestRequest(account_id=self.account_id, seat_request_id=ask_id, purchase_if_needed=buy),
+                metadata=self.metadata(acting),
+            ),
+            kind="approve",
+        )
+        if expected is not None:
+            assert response.seat_request.state == expected, f"{what}: {response.seat_request}"
+            self.tally[("#approve", r.SeatRequestState.Name(r.SeatRequestState.ValueType(expected)))] += 1
+
+    @rule(data=st.data())
+    def deny(self, data: st.DataObject) -> None:
+        ask_id = data.draw(self.ask_ids(), label="request")
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        self.step(
+            f"{self.who_label(who)} denies {ask_id}",
+            lambda m: m.deny(acting, ask_id),
+            lambda: self.seats.DenySeatRequest(
+                s.DenySeatRequestRequest(account_id=self.account_id, seat_request_id=ask_id),
+                metadata=self.metadata(acting),
+            ),
+            kind="deny",
+        )
+
+    @rule(data=st.data(), on=st.booleans())
+    def set_auto_approve(self, data: st.DataObject, on: bool) -> None:
+        hub, tier = data.draw(self.pool_keys(), label="pool")
+        who = data.draw(self.actors(), label="actor")
+        acting = self.actor_id(who)
+        self.step(
+            f"{self.who_label(who)} sets {name(hub, tier)} auto_approve_requests={on}",
+            lambda m: m.set_auto_approve(acting, hub, tier, on),
+            lambda: self.seats.UpdateSeatPolicy(
+                s.UpdateSeatPolicyRequest(
+                    account_id=self.account_id, hub=hub, tier=tier, auto_approve_requests=on,
+                    update_mask=FieldMask(paths=["auto_approve_requests"]),
+                ),
+                metadata=self.metadata(acting),
+            ),
+            kind="auto_approve",
+        )  # fmt: skip
 
     # Time.
 
@@ -1194,6 +1547,12 @@ class SeatMachine(RuleBasedStateMachine):
             f"  server {self.readable(shown)}\n  model  {self.readable(self.model.summary())}"
         )
         assert summary.renewal_time.ToDatetime(tzinfo=UTC) == self.model.renewal
+        requests = self.seats.ListSeatRequests(s.ListSeatRequestsRequest(account_id=self.account_id, page_size=1000))
+        got_requests = {q.seat_request_id: (q.user_id, q.hub, q.tier, q.state) for q in requests.seat_requests}
+        assert got_requests == self.model.requests(), (
+            f"seat requests differ:\n  server {got_requests}\n  model  {self.model.requests()}"
+        )
+        assert list(got_requests) == list(self.model.asks), "the requests are listed oldest first"
         held = self.seats.ListSeatAssignments(s.ListSeatAssignmentsRequest(account_id=self.account_id, page_size=1000))
         got = sorted(map(listed, held.assignments))
         expected = self.model.assignments()
@@ -1223,7 +1582,7 @@ class SeatMachine(RuleBasedStateMachine):
         """The log grew by exactly the reclaims and policy changes the model expects of the last step (the
         other events are I3 and I4's business, see teardown), and by nothing after a report of activity."""
         appended = self.new_events()
-        got = [event_key(e) for e in appended if event_type(e) in SPECIAL_EVENTS]
+        got = [event_key(e) for e in appended if event_type(e) in SPECIAL_EVENTS or e.seat_request_id]
         assert got == self.expected_events, f"events appended {got}, the model expects {self.expected_events}"
         assert not (self.no_events and appended), f"a report of activity appended {[event_key(e) for e in appended]}"
         self.expected_events, self.no_events = [], False
@@ -1256,3 +1615,45 @@ def test_the_server_follows_the_model_of_the_rules(running: Running) -> None:
     run_state_machine_as_test(lambda: SeatMachine(running, tally), settings=MODEL_SETTINGS)  # type: ignore[arg-type]
     steps = sum(n for (kind, _), n in tally.items() if not kind.startswith("#"))
     print(f"{running.backend}: {steps} steps; " + ", ".join(f"{k}={v}" for k, v in sorted(tally.items())))
+
+
+class WaitingListMachine(SeatMachine):
+    """The same machine with the waiting list's rules drawn three times as often: asks approved into full
+    pools, and the unassigns, purchases, batches and sweeps that free seats for them. Every other rule
+    still runs in between."""
+
+    @rule(
+        data=st.data(),
+        user=st.one_of(SeatMachine.users, st.just(NEW_USER)),
+        buy=st.sampled_from([False, False, False, True]),
+        fill=st.booleans(),
+    )
+    def ask_and_approve_again(self, data: st.DataObject, user: str, buy: bool, fill: bool) -> None:
+        self.ask_and_approve(data, user, buy, fill)
+
+    @rule(data=st.data(), user=st.one_of(SeatMachine.users, st.just(NEW_USER)), fill=st.just(True))
+    def ask_and_approve_into_a_full_pool(self, data: st.DataObject, user: str, fill: bool) -> None:
+        self.ask_and_approve(data, user, False, fill)
+
+    @rule(data=st.data())
+    def unassign_again(self, data: st.DataObject) -> None:
+        self.unassign(data)
+
+    @rule(data=st.data(), quantity=quantities)
+    def purchase_again(self, data: st.DataObject, quantity: int) -> None:
+        self.purchase(data, quantity)
+
+    @rule(data=st.data())
+    def deny_again(self, data: st.DataObject) -> None:
+        self.deny(data)
+
+
+def test_the_waiting_lists_follow_the_model(running: Running) -> None:
+    """The machine above, weighted towards seat requests and the seats that free for them: the oldest
+    waiting request gets each freed seat in the call that frees it, and the pools, the requests and the
+    events stay the model's."""
+    tally: Counter[tuple[str, str]] = Counter()
+    run_state_machine_as_test(lambda: WaitingListMachine(running, tally), settings=MODEL_SETTINGS)  # type: ignore[arg-type]
+    steps = sum(n for (kind, _), n in tally.items() if not kind.startswith("#"))
+    print(f"{running.backend}: {steps} steps; " + ", ".join(f"{k}={v}" for k, v in sorted(tally.items())))
+    assert tally[("#waiting list", "granted")] > 0, "no run granted a waiting request: the rules above do not reach it"

@@ -223,6 +223,26 @@ class Api:
         seat_service_pb2.UpdateSeatPolicyResponse,
         mutating=True,
     )
+    request_seat = Rpc(
+        "SeatService", "RequestSeat", requests.request_seat, seat_service_pb2.RequestSeatResponse, mutating=True
+    )
+    list_seat_requests = Rpc(
+        "SeatService", "ListSeatRequests", requests.list_seat_requests, seat_service_pb2.ListSeatRequestsResponse
+    )
+    approve_seat_request = Rpc(
+        "SeatService",
+        "ApproveSeatRequest",
+        requests.approve_seat_request,
+        seat_service_pb2.ApproveSeatRequestResponse,
+        mutating=True,
+    )
+    deny_seat_request = Rpc(
+        "SeatService",
+        "DenySeatRequest",
+        requests.deny_seat_request,
+        seat_service_pb2.DenySeatRequestResponse,
+        mutating=True,
+    )
 
     # ---- UserService ----------------------------------------------------------------------
 

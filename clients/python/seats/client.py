@@ -220,6 +220,28 @@ class SeatsClient(Api):
             if not (token := page.next_page_token):
                 return
 
+    def iter_seat_requests(
+        self,
+        account_id: str,
+        *,
+        state: int | str | None = None,
+        hub: requests.HubLike | None = None,
+        user_id: str = "",
+        page_size: int = 100,
+        **options: Unpack[requests.CallOptions],
+    ) -> Iterator[resources_pb2.SeatRequest]:
+        """Every seat request of the account, oldest first, optionally in one state, of one hub or
+        of one user (``requests.list_seat_requests``), page after page; ``options`` are those of
+        each page's call."""
+        token = ""
+        while True:
+            page = self.list_seat_requests(
+                account_id, state=state, hub=hub, user_id=user_id, page_size=page_size, page_token=token, **options
+            )
+            yield from page.seat_requests
+            if not (token := page.next_page_token):
+                return
+
     def iter_seat_assignments(
         self,
         account_id: str,

@@ -135,6 +135,16 @@ class UserNotFound(NotFound):
     error_reason = "USER_NOT_FOUND"
 
 
+class SeatRequestNotFound(NotFound):
+    error_reason = "SEAT_REQUEST_NOT_FOUND"
+
+
+class SeatRequestExists(AlreadyExists):
+    """The user already has an open request for a seat of that hub; metadata names it."""
+
+    error_reason = "SEAT_REQUEST_EXISTS"
+
+
 class EmailTaken(AlreadyExists):
     """Another user of the account has this email, case-insensitively (S16)."""
 
@@ -244,6 +254,16 @@ class NotPendingRemoval(FailedPrecondition):
 
 class SeatNotAssigned(FailedPrecondition):
     error_reason = "SEAT_NOT_ASSIGNED"
+
+
+class SeatRequestClosed(FailedPrecondition):
+    """The seat request was already granted, denied or cancelled."""
+
+    error_reason = "SEAT_REQUEST_CLOSED"
+
+
+class SeatAlreadyHeld(FailedPrecondition):
+    error_reason = "SEAT_ALREADY_HELD"
 
 
 class OwnerNotDeletable(FailedPrecondition):

@@ -368,25 +368,113 @@ def update_seat_policy(
     account_id: str,
     hub: HubLike,
     tier: TierLike,
-    idle_reclaim_days: int,
+    idle_reclaim_days: int | None = None,
     *,
+    auto_approve_requests: bool | None = None,
     validate_only: bool = False,
     request_id: str = "",
     **options: Unpack[CallOptions],
 ) -> s.UpdateSeatPolicyRequest:
     """Sets a pool's policy: seats idle ``idle_reclaim_days`` days (7 or more; 0 turns it off)
     are unassigned by the renewal sweep, each with a SEAT_RECLAIMED event; they stay in the
-    pool and billed (S18). The reply holds the pool with its policy and the seats idle that long
-    now, which the next sweep would reclaim; ``validate_only`` only answers that, changing
+    pool and billed (S18). ``auto_approve_requests`` grants seat requests at once while a seat
+    is free and nobody waits. Only what is given changes (the update mask names it); giving
+    neither is a ValueError. The reply holds the pool with its policy and the seats idle that
+    long now, which the next sweep would reclaim; ``validate_only`` only answers that, changing
     nothing, to see what a policy would do before setting it. Needs account access."""
+    paths = [
+        name
+        for name, value in (("idle_reclaim_days", idle_reclaim_days), ("auto_approve_requests", auto_approve_requests))
+        if value is not None
+    ]
+    if not paths:
+        raise ValueError("give idle_reclaim_days, auto_approve_requests, or both")
     return s.UpdateSeatPolicyRequest(
         account_id=account_id,
         hub=to_hub(hub),
         tier=to_tier(tier),
-        idle_reclaim_days=idle_reclaim_days,
+        idle_reclaim_days=idle_reclaim_days or 0,
+        auto_approve_requests=bool(auto_approve_requests),
+        update_mask=field_mask_pb2.FieldMask(paths=paths),
         validate_only=validate_only,
         request_id=request_id,
     )
+
+
+def to_request_state(value: int | str) -> r.SeatRequestState.ValueType:
+    """A SeatRequestState from a number or a name such as "waiting"."""
+    if isinstance(value, str):
+        return r.SeatRequestState.ValueType(
+            _enum_value("seat_request_state", r.SeatRequestState.DESCRIPTOR, value)
+        )
+    return r.SeatRequestState.ValueType(value)
+
+
+def request_seat(
+    account_id: str,
+    hub: HubLike,
+    tier: TierLike,
+    *,
+    user_id: str = "",
+    reason: str = "",
+    request_id: str = "",
+    **options: Unpack[CallOptions],
+) -> s.RequestSeatRequest:
+    """Asks for a seat of a hub and tier, for the actor (no permission needed) or, with
+    ``user_id``, for another user (account access, or a system call). Pending until an
+    administrator decides, or granted at once when the pool approves automatically and a seat is
+    free. ALREADY_EXISTS (SEAT_REQUEST_EXISTS) when the user has an open request for that hub."""
+    return s.RequestSeatRequest(
+        account_id=account_id, user_id=user_id, hub=to_hub(hub), tier=to_tier(tier), reason=reason,
+        request_id=request_id,
+    )  # fmt: skip
+
+
+def list_seat_requests(
+    account_id: str,
+    *,
+    state: int | str | None = None,
+    hub: HubLike | None = None,
+    user_id: str = "",
+    page_size: int = 0,
+    page_token: str = "",
+    **options: Unpack[CallOptions],
+) -> s.ListSeatRequestsRequest:
+    """One page of the account's seat requests, oldest first, optionally in one state (e.g.
+    "waiting"), of one hub or of one user. Everyone's needs account access; a user may list
+    their own (``user_id`` = the actor)."""
+    return s.ListSeatRequestsRequest(
+        account_id=account_id,
+        state=to_request_state(state) if state is not None else r.SEAT_REQUEST_STATE_UNSPECIFIED,
+        hub=to_hub(hub) if hub is not None else r.HUB_UNSPECIFIED,
+        user_id=user_id,
+        page_size=page_size,
+        page_token=page_token,
+    )
+
+
+def approve_seat_request(
+    account_id: str,
+    seat_request_id: str,
+    *,
+    purchase_if_needed: bool = False,
+    request_id: str = "",
+    **options: Unpack[CallOptions],
+) -> s.ApproveSeatRequestRequest:
+    """Approves a pending request: the seat is given at once if one is free (or pending removal,
+    S11); else bought with ``purchase_if_needed`` (S14, edit billing); else the request waits,
+    and is granted, oldest first, in the call that frees a seat of its pool. Account access."""
+    return s.ApproveSeatRequestRequest(
+        account_id=account_id, seat_request_id=seat_request_id, purchase_if_needed=purchase_if_needed,
+        request_id=request_id,
+    )  # fmt: skip
+
+
+def deny_seat_request(
+    account_id: str, seat_request_id: str, *, request_id: str = "", **options: Unpack[CallOptions]
+) -> s.DenySeatRequestRequest:
+    """Denies a pending or waiting request. Account access."""
+    return s.DenySeatRequestRequest(account_id=account_id, seat_request_id=seat_request_id, request_id=request_id)
 
 
 def list_seat_events(
