@@ -715,6 +715,7 @@ class SeatDomain:
             pool = self._pool(unit, hub, tier)
             _check_pool_etag(pool, etag)
             charge = self._buy(unit, pool, quantity)
+            self._serve_waiting(unit)  # the answer shows the pool after its waiting list was served
             return self._view(unit.account, pool), charge
 
         return self._write(
@@ -895,6 +896,7 @@ class SeatDomain:
                 )
             pool = self._release(unit, current)
             self.store.delete_assignment(account_id, user_id, hub)
+            self._serve_waiting(unit)  # the answer shows the pool after its waiting list was served
             return self._view(unit.account, pool)
 
         return self._write(
@@ -959,6 +961,7 @@ class SeatDomain:
                     )
                     outcome = ChangeOutcome.MOVED if held else ChangeOutcome.ASSIGNED
                 results.append(ChangeResult(user_id, hub, tier, previous, outcome))
+            self._serve_waiting(unit)  # the answer shows the pools after their waiting lists were served
             return BatchResult(results, self._views(unit))
 
         return self._write(
@@ -1278,7 +1281,10 @@ class SeatDomain:
         the transaction that freed them, each grant with its SEAT_ASSIGNED event. A grant that
         moves a user from another tier frees a seat there, so pools are passed over again. Each
         pass closes at least one waiting request, so the passes end; at the end nobody waits
-        where a seat is free (the seat_pools CHECK holds the store to it)."""
+        where a seat is free (the seat_pools CHECK holds the store to it). A unit with no waiting
+        list, every hot call's, pays one pass over its pools' counters."""
+        if not any(p.waiting_requests for p in unit._pools.values()):
+            return
         while True:
             due = [p for _, p in sorted(unit._pools.items()) if p.waiting_requests > 0 and p.available > 0]
             if not due:

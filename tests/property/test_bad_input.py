@@ -84,6 +84,8 @@ class World:
     disposable: list[str]
     """Users that UpdateUser and DeleteUser examples may change or delete (one holds a seat)."""
     tokens: dict[str, str]
+    seat_requests: list[str] = field(default_factory=list)
+    """Seat requests of the account: a plain user's, pending, and another's, waiting."""
     answered: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per RPC, how often each outcome (OK or a reason) came up."""
 
@@ -109,15 +111,24 @@ def world(running: Running) -> World:
     disposable = [new_user(users, tenant, permissions=BILLING).user_id for _ in range(3)]
     disposable.append(new_user(users, tenant, permissions=NOTHING, seats=[(SERVICE, FREE)]).user_id)
     purchase(seats, tenant, SALES, STARTER, 1)
+    asked = [
+        seats.RequestSeat(
+            s.RequestSeatRequest(account_id=tenant.id, user_id=who, hub=hub, tier=tier), metadata=tenant.as_owner
+        ).seat_request.seat_request_id
+        for who, hub, tier in ((plain, SALES, STARTER), (access, SERVICE, FREE))
+    ]
     tokens = {
         "assignments": seats.ListSeatAssignments(
             s.ListSeatAssignmentsRequest(account_id=tenant.id, page_size=1)
         ).next_page_token,
         "users": users.ListUsers(u.ListUsersRequest(account_id=tenant.id, page_size=1)).next_page_token,
         "events": seats.ListSeatEvents(s.ListSeatEventsRequest(account_id=tenant.id, page_size=1)).next_page_token,
+        "seat_requests": seats.ListSeatRequests(
+            s.ListSeatRequestsRequest(account_id=tenant.id, page_size=1), metadata=tenant.as_owner
+        ).next_page_token,
     }
     assert all(tokens.values()), tokens
-    return World(running, tenant, other, plain, billing, access, holder, disposable, tokens)
+    return World(running, tenant, other, plain, billing, access, holder, disposable, tokens, asked)
 
 
 def check_account_is_sound(world: World) -> None:
@@ -681,6 +692,98 @@ def WatchSeatEvents(w: World) -> SearchStrategy[Message]:
     return message(s.WatchSeatEventsRequest, account_id=the_account(w), after_sequence=a_sequence())
 
 
+@request("seats")
+def RecordSeatActivity(w: World) -> SearchStrategy[Message]:
+    activity = message(
+        r.SeatActivity,
+        user_id=a_user(w),
+        hub=a_hub(),
+        activity_time=(st.just(Timestamp(seconds=1_767_225_600)), timestamps()),
+    )
+    return message(
+        s.RecordSeatActivityRequest,
+        account_id=the_account(w),
+        activities=(st.lists(activity, min_size=1, max_size=3), st.lists(activity, max_size=3)),
+    )
+
+
+@request("seats")
+def UpdateSeatPolicy(w: World) -> SearchStrategy[Message]:
+    paths = st.lists(st.sampled_from(["idle_reclaim_days", "auto_approve_requests"]), max_size=2, unique=True)
+    junk_paths = st.lists(st.one_of(st.sampled_from(["*", "", "included", "hub"]), junk_text()), max_size=3)
+    return message(
+        s.UpdateSeatPolicyRequest,
+        account_id=the_account(w),
+        hub=a_hub(),
+        tier=a_tier(),
+        idle_reclaim_days=(st.sampled_from([0, 7, 30]), int32s()),
+        auto_approve_requests=a_flag(),
+        update_mask=(
+            st.builds(field_mask_pb2.FieldMask, paths=paths),
+            st.builds(field_mask_pb2.FieldMask, paths=junk_paths),
+        ),
+        validate_only=(st.just(True), st.booleans()),
+        request_id=a_request_id(),
+    )
+
+
+def a_seat_request(w: World) -> Field:
+    return st.sampled_from(w.seat_requests), ids([*w.seat_requests, "sreq_0000000000000000000000"])
+
+
+@request("seats")
+def RequestSeat(w: World) -> SearchStrategy[Message]:
+    return message(
+        s.RequestSeatRequest,
+        account_id=the_account(w),
+        user_id=(st.sampled_from(["", *w.user_ids]), ids(w.user_ids)),
+        hub=a_hub(),
+        tier=a_tier(),
+        reason=(st.sampled_from(["", "the Q3 pipeline", "Zoë 😀"]), junk_text()),
+        request_id=a_request_id(),
+    )
+
+
+@request("seats")
+def ListSeatRequests(w: World) -> SearchStrategy[Message]:
+    anything = message(
+        s.ListSeatRequestsRequest,
+        account_id=the_account(w),
+        state=(st.sampled_from(list(r.SeatRequestState.values())), int32s()),
+        hub=(st.sampled_from([0, SALES, SERVICE]), hubs()),
+        user_id=(st.sampled_from(["", *w.user_ids]), ids(w.user_ids)),
+        **a_page(w, "seat_requests"),
+    )
+    same_filters = st.builds(
+        s.ListSeatRequestsRequest,
+        account_id=st.just(w.tenant.id),
+        page_size=page_sizes(),
+        page_token=tampered_tokens(w, "seat_requests"),
+    )
+    return st.one_of(anything, same_filters)
+
+
+@request("seats")
+def ApproveSeatRequest(w: World) -> SearchStrategy[Message]:
+    return message(
+        s.ApproveSeatRequestRequest,
+        account_id=the_account(w),
+        seat_request_id=a_seat_request(w),
+        purchase_if_needed=a_flag(),
+        request_id=a_request_id(),
+    )
+
+
+@request("seats")
+def DenySeatRequest(w: World) -> SearchStrategy[Message]:
+    return message(
+        s.DenySeatRequestRequest,
+        account_id=the_account(w),
+        seat_request_id=a_seat_request(w),
+        request_id=a_request_id(),
+    )
+
+
 @request("users")
 def CreateUser(w: World) -> SearchStrategy[Message]:
     return message(
@@ -940,6 +1043,8 @@ PAGED: dict[str, tuple[str, str, Callable[[World, str, int], Message]]] = {
     "ListSeatAssignments": ("seats", "assignments", lambda w, token, size: s.ListSeatAssignmentsRequest(
         account_id=w.tenant.id, page_size=size, page_token=token)),
     "ListSeatEvents": ("seats", "events", lambda w, token, size: s.ListSeatEventsRequest(
+        account_id=w.tenant.id, page_size=size, page_token=token)),
+    "ListSeatRequests": ("seats", "seat_requests", lambda w, token, size: s.ListSeatRequestsRequest(
         account_id=w.tenant.id, page_size=size, page_token=token)),
 }
 """Every RPC that takes a page token: (service, the list's token kind, a request with the filters the

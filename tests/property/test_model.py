@@ -783,7 +783,8 @@ class SeatMachine(RuleBasedStateMachine):
         self.record(kind, what, predicted, answered)
         if predicted == "OK":
             self.model = trial
-            self.expected_events, trial.log = trial.log, []
+            self.expected_events += trial.log  # a rule of several steps expects the events of them all
+            trial.log = []
             self.tally[("#waiting list", "granted")] += trial.served
             trial.served = 0
         return expected, response
@@ -939,7 +940,9 @@ class SeatMachine(RuleBasedStateMachine):
         choices = [st.sampled_from(held)] * 2 if held else []
         choices += [st.sampled_from(queued)] * 4 if queued else []
         user, hub = data.draw(st.one_of(*choices, anyone))  # a seat somebody waits for, most of all
-        who = data.draw(self.actors(), label="actor")
+        self.unassign_step(data.draw(self.actors(), label="actor"), user, hub)
+
+    def unassign_step(self, who: str, user: str, hub: Hub) -> None:
         acting = self.actor_id(who)
         self.step(
             f"{self.who_label(who)} unassigns {self.label(user)} {name(hub)}",
@@ -1638,6 +1641,22 @@ class WaitingListMachine(SeatMachine):
     @rule(data=st.data())
     def unassign_again(self, data: st.DataObject) -> None:
         self.unassign(data)
+
+    @rule(data=st.data())
+    def queue_then_free_a_seat(self, data: st.DataObject) -> None:
+        """A new user's request approved into a full pool (filled first if need be), then the owner
+        takes a seat back from a holder of a pool with a waiting list: the oldest waiting request gets it."""
+        assert self.model is not None
+        self.ask_and_approve(data, NEW_USER, False, True)
+        queued = sorted(
+            (user_id, hub)
+            for user_id, m in self.model.members.items()
+            for hub, seat in m.seats.items()
+            if self.model.pools[(hub, seat.tier)].waiting
+        )
+        if queued:
+            user, hub = data.draw(st.sampled_from(queued), label="holder")
+            self.unassign_step(OWNER, user, hub)
 
     @rule(data=st.data(), quantity=quantities)
     def purchase_again(self, data: st.DataObject, quantity: int) -> None:

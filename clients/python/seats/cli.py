@@ -22,10 +22,15 @@
     seatctl seats activity --hub sales --user usr_a --user usr_b    # they used their seats now
     seatctl seats policy --hub sales --tier professional --idle-reclaim-days 30 --validate-only
     seatctl seats list --idle-since 30d                   # seats nobody used for 30 days
+    seatctl seats request --hub sales --tier professional # ask for a seat; no permission needed
+    seatctl seats requests --state pending                # what waits for a decision
+    seatctl seats approve --request sreq_...              # a free seat now, else the waiting list
     seatctl accounts upgrade --hub service --tier professional --assign usr_... --validate-only
     seatctl users list -q | xargs -n1 seatctl users show --user    # -q: ids only, one a line
     seatctl events tail --after 10 --follow               # Ctrl-C stops it (exit 0)
     seatctl --json invoice preview | jq .next_renewal_total
+    seatctl plan -f seats.yaml                            # seats as code: what apply would change
+    seatctl apply -f seats.yaml                           # validate, then make those changes
 
 Global options go before or after the subcommand: --target (env SEATS_TARGET, default
 127.0.0.1:50051; several replicas as ``127.0.0.1:5001,127.0.0.1:5002`` or a gRPC target URI
@@ -708,8 +713,16 @@ def seats_activity(ctx: Context) -> int:
 
 def seats_policy(ctx: Context) -> int:
     args = ctx.args
+    if args.idle_reclaim_days is None and args.auto_approve_requests is None:
+        args.command_parser.error("give --idle-reclaim-days, --auto-approve-requests, or both")
+    auto = None if args.auto_approve_requests is None else args.auto_approve_requests == "on"
     response = ctx.client.update_seat_policy(
-        ctx.account, args.hub, args.tier, args.idle_reclaim_days, validate_only=args.validate_only
+        ctx.account,
+        args.hub,
+        args.tier,
+        args.idle_reclaim_days,
+        auto_approve_requests=auto,
+        validate_only=args.validate_only,
     )
     if ctx.as_json:
         print_json(message_dict(response))
@@ -721,7 +734,8 @@ def seats_policy(ctx: Context) -> int:
     else:
         print(f"set the policy of {pool_name(args.hub, args.tier)}:")
     policy = f"after {days} days without activity" if days else "off: seats are never reclaimed"
-    print_lines(key_values([("idle reclaim", policy)]))
+    approval = "at once while a seat is free" if pool.auto_approve_requests else "off: an administrator decides"
+    print_lines(key_values([("idle reclaim", policy), ("auto-approve requests", approval)]))
     print()
     print_lines(pool_table([pool]))
     if not days:
@@ -738,6 +752,88 @@ def seats_policy(ctx: Context) -> int:
     print_lines(table(("IDLE USER", "TIER", "LAST ACTIVITY", "ASSIGNED"), rows))
     verb = "would reclaim" if args.validate_only else "reclaims"
     print(f"{len(rows)} seat(s) idle {days} days or more: the next sweep {verb} them unless they are used first")
+    return EXIT_OK
+
+
+def request_state_name(value: int) -> str:
+    """A request's state as seatctl prints it: "pending", "waiting", ..."""
+    return _enum_short(r.SeatRequestState.Name, value, "SEAT_REQUEST_STATE_").lower()
+
+
+def request_rows(found: Iterable[r.SeatRequest]) -> list[list[str]]:
+    return [
+        [
+            q.seat_request_id,
+            q.user_id,
+            pool_name(q.hub, q.tier),
+            request_state_name(q.state),
+            format_time(q, "create_time"),
+            q.decided_by,
+            q.reason,
+        ]
+        for q in found
+    ]
+
+
+def request_table(found: Iterable[r.SeatRequest]) -> list[str]:
+    return table(("REQUEST", "USER", "POOL", "STATE", "ASKED", "DECIDED BY", "REASON"), request_rows(found))
+
+
+def request_outcome(seat_request: r.SeatRequest) -> str:
+    """One line on where a request stands after a call."""
+    state = request_state_name(seat_request.state)
+    if seat_request.state == r.SEAT_REQUEST_STATE_WAITING:
+        return f"{seat_request.seat_request_id}: waiting; it gets the next free seat of its pool, oldest first"
+    if seat_request.state == r.SEAT_REQUEST_STATE_GRANTED:
+        return f"{seat_request.seat_request_id}: granted; {seat_request.user_id} holds the seat"
+    return f"{seat_request.seat_request_id}: {state}"
+
+
+def seats_request(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.request_seat(ctx.account, args.hub, args.tier, user_id=args.user or "", reason=args.reason)
+    if ctx.as_json:
+        print_json(message_dict(response))
+    elif quiet(ctx):
+        print(response.seat_request.seat_request_id)
+    else:
+        print(request_outcome(response.seat_request))
+    return EXIT_OK
+
+
+def seats_requests(ctx: Context) -> int:
+    args = ctx.args
+    found = list(ctx.client.iter_seat_requests(ctx.account, state=args.state, hub=args.hub, user_id=args.user or ""))
+    if ctx.as_json:
+        print_json({"seat_requests": [message_dict(q) for q in found]})
+    elif quiet(ctx):
+        print_lines(q.seat_request_id for q in found)
+    elif not found:
+        print("no seat requests")
+    else:
+        print_lines(request_table(found))
+    return EXIT_OK
+
+
+def seats_approve(ctx: Context) -> int:
+    args = ctx.args
+    response = ctx.client.approve_seat_request(ctx.account, args.request, purchase_if_needed=args.buy)
+    if ctx.as_json:
+        print_json(message_dict(response))
+        return EXIT_OK
+    print(request_outcome(response.seat_request))
+    if response.HasField("charge"):
+        print(charge_line(response.charge))
+    print_lines(pool_table([response.pool]))
+    return EXIT_OK
+
+
+def seats_deny(ctx: Context) -> int:
+    response = ctx.client.deny_seat_request(ctx.account, ctx.args.request)
+    if ctx.as_json:
+        print_json(message_dict(response))
+    else:
+        print(request_outcome(response.seat_request))
     return EXIT_OK
 
 
@@ -1212,7 +1308,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_global_options(parser, top=True)
     add_account_option(parser, top=True)
     nouns = parser.add_subparsers(
-        dest="noun", required=True, metavar="{accounts,seats,users,events,invoice,completion}"
+        dest="noun", required=True, metavar="{accounts,seats,users,events,invoice,plan,apply,completion}"
     )
 
     accounts = nouns.add_parser("accounts", help="create, show and upgrade accounts").add_subparsers(
@@ -1423,13 +1519,64 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--idle-reclaim-days",
         type=non_negative_int,
-        required=True,
         metavar="DAYS",
         help="days without activity before a seat is reclaimed: 7 or more; 0 turns reclaiming off",
     )
     policy.add_argument(
+        "--auto-approve-requests",
+        choices=("on", "off"),
+        help="grant seat requests at once while a seat is free and nobody waits",
+    )
+    policy.add_argument(
         "--validate-only", action="store_true", help="show what the policy would reclaim; change nothing"
     )
+
+    request = add_command(
+        seats,
+        "request",
+        seats_request,
+        "ask for a seat (no permission needed for yourself)",
+        "Asks for a seat of a pool for the acting user; an administrator approves or denies it\n"
+        "(`seatctl seats approve`). With --user, for another user (needs account access). Granted at\n"
+        "once when the pool approves requests automatically and a seat is free.\n\n"
+        '  seatctl seats request --hub sales --tier professional --reason "I run the Q3 pipeline"',
+    )
+    add_pool_options(request)
+    request.add_argument("--user", metavar="USER_ID", help="ask for this user rather than the acting one")
+    request.add_argument("--reason", default="", help="why the seat is needed, for the approver")
+    add_quiet_option(request, "the request id")
+    requests_list = add_command(
+        seats,
+        "requests",
+        seats_requests,
+        "list seat requests, oldest first (needs account access, except for your own)",
+        "Lists seat requests, oldest first: pending ones wait for a decision, waiting ones for a free\n"
+        "seat (they get one in the order shown).\n\n"
+        "  seatctl seats requests --state waiting",
+    )
+    requests_list.add_argument(
+        "--state", choices=("pending", "waiting", "granted", "denied", "cancelled"), help="only this state"
+    )
+    requests_list.add_argument("--hub", type=hub_arg, help="only this hub")
+    requests_list.add_argument("--user", metavar="USER_ID", help="only this user's requests")
+    add_quiet_option(requests_list, "the request ids")
+    approve = add_command(
+        seats,
+        "approve",
+        seats_approve,
+        "approve a seat request (needs account access)",
+        "Grants the seat at once if one is free; with --buy buys one when none is (S14, needs edit\n"
+        "billing); otherwise the request waits and gets the next seat of its pool that frees, oldest\n"
+        "request first, in the call that frees it.\n\n"
+        "  seatctl seats approve --request sreq_...",
+    )
+    approve.add_argument("--request", required=True, metavar="SEAT_REQUEST_ID", help="the request")
+    approve.add_argument("--buy", action="store_true", help="buy a seat when none is free (needs edit billing)")
+    deny = add_command(
+        seats, "deny", seats_deny, "deny a seat request (needs account access)",
+        "Denies a pending or waiting request.\n\n  seatctl seats deny --request sreq_...",
+    )  # fmt: skip
+    deny.add_argument("--request", required=True, metavar="SEAT_REQUEST_ID", help="the request")
 
     users = nouns.add_parser("users", help="create, list, show, update and delete users").add_subparsers(
         dest="verb", required=True
@@ -1516,6 +1663,8 @@ def build_parser() -> argparse.ArgumentParser:
         "after pending removals (S9). Money is exact (I6).",
     )
 
+    add_plan_commands(nouns)
+
     completion = nouns.add_parser(
         "completion",
         help="print a shell completion script",
@@ -1529,6 +1678,66 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMPLETION_SHELLS = ("bash", "zsh")
+
+
+def plan_command(ctx: Context) -> int:
+    from . import plan  # seats.plan reads this module's helpers: imported when used
+
+    return plan.run_plan(ctx)
+
+
+def apply_command(ctx: Context) -> int:
+    from . import plan
+
+    return plan.run_apply(ctx)
+
+
+def add_plan_commands(nouns: Any) -> None:
+    """``seatctl plan`` and ``seatctl apply``: seats as code (seats/plan.py, docs/seats-as-code.md).
+    Registered without on_account: the account may come from the file, so the commands resolve the
+    account and the actor (--actor, else SEATS_ACTOR) themselves."""
+    described = (
+        "The file declares, per pool (hub and tier), the purchased seats of the next term and who\n"
+        "holds the pool's seats (emails or user ids); pools it leaves out are left alone. The account\n"
+        "is the file's `account:`, else --account / SEATS_ACCOUNT (when both are given they must agree).\n"
+        "Reductions never take effect mid-term: they are scheduled for the renewal date (S4, S5).\n"
+        "See docs/seats-as-code.md."
+    )
+    plan = add_command(
+        nouns,
+        "plan",
+        plan_command,
+        "show what `seatctl apply -f FILE` would change (seats as code)",
+        "Compares the account with a seats file and prints the steps that would make them match:\n"
+        "purchases, cancelled removals, seat changes and removals at the renewal date. Changes nothing.\n\n"
+        f"{described}\n\n"
+        "  seatctl plan -f seats.yaml\n"
+        "  seatctl plan -f seats.yaml --json --detailed-exitcode   # exit 2 when there are changes",
+        on_account=False,
+    )
+    apply = add_command(
+        nouns,
+        "apply",
+        apply_command,
+        "make the account match a seats file (seats as code)",
+        "Plans as `seatctl plan` does, prints the plan, validates every step with the service, then\n"
+        "makes them: cancelled removals and purchases, one all-or-nothing batch of seat changes (S17),\n"
+        "removals at the renewal date. Request ids come from the plan, so a retried or repeated apply\n"
+        "from the same state has its effect once. An account that already matches gets no call.\n\n"
+        f"{described}\n\n"
+        "  seatctl apply -f seats.yaml",
+        on_account=False,
+    )
+    for parser in (plan, apply):
+        add_account_option(parser)
+        parser.add_argument(
+            "-f", "--file", required=True, metavar="PATH", help="the seats file, YAML ('-': standard input)"
+        )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing would change and 2 when something would (1 and 3 stay errors)",
+    )
 
 
 def add_quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
