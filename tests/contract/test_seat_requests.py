@@ -205,12 +205,12 @@ def test_waiting_list_the_oldest_request_gets_the_seat_an_unassign_frees_in_that
     assert (full.waiting_requests, full.available, full.assigned) == (2, 0, 2)
     assert [q.seat_request_id for q in listed(running, tenant, state=WAITING)] == [first, second]
 
-    answer = running.seats.UnassignSeat(
+    after_unassign = running.seats.UnassignSeat(
         seat_service_pb2.UnassignSeatRequest(account_id=tenant.id, user_id=ann, hub=SALES, request_id="free-ann"),
         metadata=tenant.as_owner,
-    )
+    ).pool
     # the answer shows the pool as it committed: the freed seat already went to the waiting list
-    assert (answer.pool.assigned, answer.pool.available, answer.pool.waiting_requests) == (2, 0, 1)
+    assert (after_unassign.assigned, after_unassign.available, after_unassign.waiting_requests) == (2, 0, 1)
     log = check_event_log(running.seats, tenant)
     freed = [e for e in log if e.request_id == "free-ann"]
     assert [(event_type(e), e.user_id, e.seat_request_id) for e in freed] == [
