@@ -237,6 +237,22 @@ class Charge:
 
 
 @dataclass(frozen=True)
+class Invoice:
+    """The bill of one ended term: every charge of the term (its lines), issued when the renewal
+    was applied. number counts an account's invoices from 1, in term order."""
+
+    invoice_id: str
+    number: int
+    period_start: datetime
+    period_end: datetime
+    issue_time: datetime
+    currency_code: str
+    total_minor: int
+    line_count: int
+    lines: tuple[Charge, ...] = ()
+
+
+@dataclass(frozen=True)
 class Event:
     """One entry of an account's log (I4); sequence is given by the store on append."""
 

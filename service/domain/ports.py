@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from .model import Account, Assignment, Charge, Event, Hub, Pool, RequestState, SeatRequest, Tier, User
+from .model import Account, Assignment, Charge, Event, Hub, Invoice, Pool, RequestState, SeatRequest, Tier, User
 
 T = TypeVar("T")
 
@@ -120,12 +120,23 @@ class RequestRecord(NamedTuple):
 
 
 class Ledger(Protocol):
-    """The event log (I4), the charges (I6) and the request records (I5)."""
+    """The event log (I4), the charges and invoices (I6) and the request records (I5)."""
 
     def append_events(self, account: Account, events: list[Event]) -> None: ...
     def list_events(self, account_id: str, after: int, limit: int) -> list[Event]: ...
     def insert_charges(self, account_id: str, charges: list[Charge]) -> None: ...
     def charges_since(self, account_id: str, period_start: datetime) -> list[Charge]: ...
+    def issue_invoice(
+        self,
+        account_id: str,
+        invoice_id: str,
+        period_start: datetime,
+        period_end: datetime,
+        now: datetime,
+        currency_code: str,
+    ) -> Invoice: ...
+    def get_invoice(self, account_id: str, invoice_id: str) -> Invoice | None: ...
+    def list_invoices(self, account_id: str, after: int, limit: int) -> list[Invoice]: ...
     def find_request(self, scope: str, request_id: str, not_before: datetime) -> RequestRecord | None: ...
     def save_request(
         self,

@@ -8,7 +8,7 @@ import re
 import secrets
 import time
 from collections import ChainMap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -39,6 +39,7 @@ from .model import (
     Event,
     EventType,
     Hub,
+    Invoice,
     Page,
     Permission,
     Permissions,
@@ -159,6 +160,8 @@ class InvoicePreview:
     current_term_total_minor: int
     next_renewal_lines: list[InvoiceLine]
     next_renewal_total_minor: int
+    proposed_charges: list[Charge] = field(default_factory=list)
+    proposed_total_minor: int = 0
 
 
 @dataclass(frozen=True)
@@ -461,6 +464,7 @@ class SeatDomain:
         renewals = 0
         while account.renewal_time <= unit.now and renewals < MAX_RENEWALS_AT_ONCE:
             renewals += 1
+            self._bill_term(unit)
             for pool in self._pools(unit).values():
                 if pool.pending_removal:
                     before = pool.counts()
@@ -475,6 +479,17 @@ class SeatDomain:
             unit.event(EventType.TERM_RENEWED)
         if renewals:
             self.store.save_account_term(account)
+
+    def _bill_term(self, unit: Unit) -> None:
+        """Issues the invoice of the term that ends: every charge the term made, the ones this unit
+        made included (they are saved first)."""
+        account_id = unit.account.account_id
+        self.store.insert_charges(account_id, unit.charges)
+        unit.charges.clear()
+        account = unit.account
+        self.store.issue_invoice(
+            account_id, new_id("inv"), account.term_start, account.renewal_time, unit.now, account.currency_code
+        )
 
     def _charge_term(self, unit: Unit, unit_time: datetime) -> None:
         """Charges a whole term for every pool: the plan, and the purchased seats."""
@@ -1457,11 +1472,49 @@ class SeatDomain:
 
     # ---- invoice ------------------------------------------------------------------------
 
-    def preview_invoice(self, call: Call, account_id: str) -> InvoicePreview:
-        account = self._read_account(call, account_id)
-        pools, charges = self.store.read(
-            lambda: (self.store.load_pools(account_id), self.store.charges_since(account_id, account.term_start))
-        )
+    def preview_invoice(
+        self,
+        call: Call,
+        account_id: str,
+        purchases: Sequence[tuple[Hub, Tier, int]] = (),
+        removals: Sequence[tuple[Hub, Tier, int]] = (),
+    ) -> InvoicePreview:
+        """What the current term has charged and what the next renewal will charge. With
+        hypothetical purchases or removals, priced as the real calls would (the same rules, the
+        same proration) in a transaction that is rolled back: nothing is saved, so no permission
+        beyond reading is needed."""
+        if not purchases and not removals:
+            account = self._read_account(call, account_id)
+            pools, charges = self.store.read(
+                lambda: (self.store.load_pools(account_id), self.store.charges_since(account_id, account.term_start))
+            )
+            return self._preview(account, pools, charges, [])
+        for name, changes in (("purchases", purchases), ("removals", removals)):
+            check_count(name, len(changes), "changes")
+            for i, (_hub, _tier, quantity) in enumerate(changes):
+                _quantity(f"{name}[{i}].quantity", quantity)
+
+        def work(unit: Unit) -> InvoicePreview:
+            proposed = [self._buy(unit, self._pool(unit, hub, tier), quantity) for hub, tier, quantity in purchases]
+            for i, (hub, tier, quantity) in enumerate(removals):
+                pool = self._pool(unit, hub, tier)
+                if quantity > pool.removable:
+                    raise precondition(
+                        ErrorReason.SEATS_ASSIGNED,
+                        f"removals[{i}]",
+                        f"only {pool.removable} unassigned purchased seat(s) can be removed",
+                        removable=str(pool.removable),
+                        requested=str(quantity),
+                    )
+                pool.pending_removal += quantity
+            charges = self.store.charges_since(account_id, unit.account.term_start)
+            return self._preview(unit.account, unit._pools, charges, proposed)
+
+        return self._write(call, account_id, work, need=None, what="preview an invoice", dry_run=True)
+
+    def _preview(
+        self, account: Account, pools: dict[tuple[Hub, Tier], Pool], charges: list[Charge], proposed: list[Charge]
+    ) -> InvoicePreview:
         lines = []
         months = account.term_months
         for (hub, tier), pool in sorted(pools.items()):
@@ -1495,7 +1548,41 @@ class SeatDomain:
             sum(c.amount_minor for c in charges),
             lines,
             sum(x.amount_minor for x in lines),
+            proposed,
+            sum(c.amount_minor for c in proposed),
         )
+
+    # ---- invoices ----------------------------------------------------------------------
+
+    def list_invoices(self, call: Call, account_id: str, size: int, token: str) -> Page[Invoice]:
+        """The account's invoices, oldest first, without their lines; open to every user of the
+        account, like the other reads."""
+        limit = paging.page_size(size)
+        filters = ["invoices", account_id]
+        key = paging.decode_token(token, filters)
+        after = _sequence_key(key) if key is not None else 0
+        self._state(call, account_id)  # the actor check, and a due renewal (and its invoice) first
+
+        def load() -> Page[Invoice]:
+            rows = self.store.list_invoices(account_id, after, limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(rows, paging.encode_token(rows[-1].number, filters) if more else None)
+
+        return self.store.read(load)
+
+    def get_invoice(self, call: Call, account_id: str, invoice_id: str) -> Invoice:
+        check_id("invoice_id", invoice_id)
+        self._state(call, account_id)
+        invoice = self.store.read(lambda: self.store.get_invoice(account_id, invoice_id))
+        if invoice is None:
+            raise SeatError(
+                Kind.NOT_FOUND,
+                reason(ErrorReason.INVOICE_NOT_FOUND),
+                f"invoice {invoice_id!r} does not exist in this account",
+                {"invoice_id": invoice_id},
+            )
+        return invoice
 
     # ---- events (I4) --------------------------------------------------------------------
 

@@ -20,7 +20,19 @@ from seats.v1 import resources_pb2 as r
 from ..auth import ACTOR_HEADER
 from ..clock import Clock
 from ..domain.errors import SeatError, concurrent_change, invalid, unavailable
-from ..domain.model import Assignment, Call, Charge, Event, Hub, PoolCounts, PoolView, SeatRequest, Tier, User
+from ..domain.model import (
+    Assignment,
+    Call,
+    Charge,
+    Event,
+    Hub,
+    Invoice,
+    PoolCounts,
+    PoolView,
+    SeatRequest,
+    Tier,
+    User,
+)
 from ..domain.ports import SeatStore
 from ..domain.requests import SYSTEM_SCOPE as SYSTEM_SCOPE  # the scope of calls that name no account yet
 from ..domain.requests import run_once
@@ -345,6 +357,19 @@ def assignment_pb(a: Assignment) -> r.SeatAssignment:
     if a.last_activity_time is not None:
         message.last_activity_time.CopyFrom(ts(a.last_activity_time))
     return message
+
+
+def invoice_pb(i: Invoice, minor_per_unit: int = 100) -> r.Invoice:
+    return r.Invoice(
+        invoice_id=i.invoice_id,
+        number=i.number,
+        period_start=ts(i.period_start),
+        period_end=ts(i.period_end),
+        issue_time=ts(i.issue_time),
+        lines=[charge_pb(c, minor_per_unit) for c in i.lines],
+        line_count=i.line_count,
+        total=money(i.total_minor, i.currency_code, minor_per_unit),
+    )
 
 
 def seat_request_pb(q: SeatRequest) -> r.SeatRequest:

@@ -26,6 +26,7 @@ from .common import (
     event_pb,
     from_ts,
     hub_of,
+    invoice_pb,
     micros_of,
     money,
     pool_pb,
@@ -303,7 +304,17 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
     def PreviewInvoice(
         self, request: pb.PreviewInvoiceRequest, context: grpc.ServicerContext
     ) -> pb.PreviewInvoiceResponse:
-        inv = self.domain.preview_invoice(call_of(context), request.account_id)
+        check_count("purchases", len(request.purchases), "changes")
+        check_count("removals", len(request.removals), "changes")
+        purchases = [
+            (req_hub(c.hub, f"purchases[{i}].hub"), req_tier(c.tier, f"purchases[{i}].tier"), c.quantity)
+            for i, c in enumerate(request.purchases)
+        ]
+        removals = [
+            (req_hub(c.hub, f"removals[{i}].hub"), req_tier(c.tier, f"removals[{i}].tier"), c.quantity)
+            for i, c in enumerate(request.removals)
+        ]
+        inv = self.domain.preview_invoice(call_of(context), request.account_id, purchases, removals)
         cur = inv.currency_code
         return pb.PreviewInvoiceResponse(
             term_start=ts(inv.term_start),
@@ -323,7 +334,21 @@ class SeatServicer(pb_grpc.SeatServiceServicer):
                 for x in inv.next_renewal_lines
             ],
             next_renewal_total=money(inv.next_renewal_total_minor, cur, self.mpu),
+            proposed_charges=[charge_pb(c, self.mpu, saved=False) for c in inv.proposed_charges],
+            proposed_total=money(inv.proposed_total_minor, cur, self.mpu),
         )
+
+    @rpc
+    def ListInvoices(self, request: pb.ListInvoicesRequest, context: grpc.ServicerContext) -> pb.ListInvoicesResponse:
+        page = self.domain.list_invoices(call_of(context), request.account_id, request.page_size, request.page_token)
+        return pb.ListInvoicesResponse(
+            invoices=[invoice_pb(i, self.mpu) for i in page.items], next_page_token=page.next_key or ""
+        )
+
+    @rpc
+    def GetInvoice(self, request: pb.GetInvoiceRequest, context: grpc.ServicerContext) -> pb.GetInvoiceResponse:
+        invoice = self.domain.get_invoice(call_of(context), request.account_id, request.invoice_id)
+        return pb.GetInvoiceResponse(invoice=invoice_pb(invoice, self.mpu))
 
     @rpc
     def ListSeatEvents(

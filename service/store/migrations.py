@@ -369,4 +369,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CHECK (waiting_requests = 0 OR included + purchased - assigned - pending_removal = 0)",
         ),
     ),
+    Migration(
+        8,
+        "invoices",
+        (
+            # One invoice per ended term, issued when its renewal is applied, kept for good. The
+            # total is the sum of the charges that name it (I6: integer minor units).
+            """CREATE TABLE invoices (
+            account_id TEXT NOT NULL REFERENCES accounts (account_id),
+            invoice_id TEXT NOT NULL,
+            number BIGINT NOT NULL CHECK (number > 0),
+            period_start BIGINT NOT NULL,
+            period_end BIGINT NOT NULL CHECK (period_end > period_start),
+            issue_time BIGINT NOT NULL,
+            currency_code TEXT NOT NULL,
+            total_minor BIGINT NOT NULL CHECK (total_minor >= 0),
+            line_count INTEGER NOT NULL CHECK (line_count >= 0),
+            PRIMARY KEY (account_id, invoice_id),
+            UNIQUE (account_id, number),
+            UNIQUE (account_id, period_start)
+        )""",
+            # The invoice a charge is billed on; NULL while its term runs.
+            "ALTER TABLE charges ADD COLUMN invoice_id TEXT",
+            "CREATE INDEX charges_account_invoice ON charges (account_id, invoice_id)",
+        ),
+    ),
 )

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol, TypeVar
@@ -40,6 +40,7 @@ from ..domain.model import (
     Event,
     EventType,
     Hub,
+    Invoice,
     Permissions,
     Pool,
     PoolCounts,
@@ -253,6 +254,7 @@ EVENT_COLUMNS = (
     "before_included, before_purchased, before_assigned, before_pending, "
     "after_included, after_purchased, after_assigned, after_pending, seat_request_id"
 )
+INVOICE_COLUMNS = "invoice_id, number, period_start, period_end, issue_time, currency_code, total_minor, line_count"
 SEAT_REQUEST_COLUMNS = (
     "seat_request_id, number, user_id, hub, tier, state, create_time, update_time, requested_by, decided_by, reason"
 )
@@ -378,6 +380,25 @@ class Sql:
             "WHERE p.idle_reclaim_days > 0 "
             f"AND {last_use('s')} <= ? - p.idle_reclaim_days * 86400000000 "
             "ORDER BY p.account_id LIMIT ?"
+        )
+        self.next_invoice_number = self.q("SELECT COALESCE(MAX(number), 0) + 1 FROM invoices WHERE account_id = ?")
+        # The charges of the term that ends: every one not yet billed that the term began.
+        self.bill_charges = self.q(
+            "UPDATE charges SET invoice_id = ? WHERE account_id = ? AND invoice_id IS NULL AND period_start < ?"
+        )
+        self.invoice_sum = self.q(
+            "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM charges WHERE account_id = ? AND invoice_id = ?"
+        )
+        self.insert_invoice = self.q(
+            f"INSERT INTO invoices (account_id, {INVOICE_COLUMNS}) VALUES ({_placeholders(9)})"
+        )
+        self.get_invoice = self.q(f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE account_id = ? AND invoice_id = ?")
+        self.list_invoices = self.q(
+            f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE account_id = ? AND number > ? ORDER BY number LIMIT ?"
+        )
+        self.invoice_lines = self.q(
+            f"SELECT {CHARGE_COLUMNS} FROM charges WHERE account_id = ? AND invoice_id = ? "
+            "ORDER BY charge_time, charge_id"
         )
         self.insert_seat_request = self.q(
             f"INSERT INTO seat_requests (account_id, {SEAT_REQUEST_COLUMNS}) VALUES ({_placeholders(12)})"
@@ -1454,24 +1475,76 @@ class Store:
             ],
         )
 
+    @staticmethod
+    def _charge(r: Sequence[Any]) -> Charge:
+        return Charge(
+            r[0],
+            ChargeKind(r[1]),
+            Hub(r[2]),
+            Tier(r[3]),
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            from_micros(r[8]),
+            from_micros(r[9]),
+            from_micros(r[10]),
+            r[11],
+        )
+
     def charges_since(self, account_id: str, period_start: datetime) -> list[Charge]:
-        return [
-            Charge(
-                r[0],
-                ChargeKind(r[1]),
-                Hub(r[2]),
-                Tier(r[3]),
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                from_micros(r[8]),
-                from_micros(r[9]),
-                from_micros(r[10]),
-                r[11],
-            )
-            for r in self._rows(self.sql.charges_since, (account_id, to_micros(period_start)))
-        ]
+        return [self._charge(r) for r in self._rows(self.sql.charges_since, (account_id, to_micros(period_start)))]
+
+    # ---- invoices -----------------------------------------------------------------------
+
+    def issue_invoice(
+        self,
+        account_id: str,
+        invoice_id: str,
+        period_start: datetime,
+        period_end: datetime,
+        now: datetime,
+        currency_code: str,
+    ) -> Invoice:
+        """Bills every charge not yet billed whose term began before period_end on a new invoice,
+        numbered after the account's last; inside the caller's write, which holds the account."""
+        number = int(self._rows(self.sql.next_invoice_number, (account_id,))[0][0])
+        self._exec(self.sql.bill_charges, (invoice_id, account_id, to_micros(period_end)))
+        count, total = self._rows(self.sql.invoice_sum, (account_id, invoice_id))[0]
+        invoice = Invoice(invoice_id, number, period_start, period_end, now, currency_code, int(total), int(count))
+        self._defer(
+            self.sql.insert_invoice,
+            (
+                account_id,
+                invoice_id,
+                number,
+                to_micros(period_start),
+                to_micros(period_end),
+                to_micros(now),
+                currency_code,
+                invoice.total_minor,
+                invoice.line_count,
+            ),
+        )
+        return invoice
+
+    @staticmethod
+    def _invoice(r: Sequence[Any]) -> Invoice:
+        return Invoice(
+            r[0], int(r[1]), from_micros(r[2]), from_micros(r[3]), from_micros(r[4]), r[5], int(r[6]), int(r[7])
+        )
+
+    def get_invoice(self, account_id: str, invoice_id: str) -> Invoice | None:
+        """An invoice with its lines (the charges it bills, oldest first)."""
+        rows = self._rows(self.sql.get_invoice, (account_id, invoice_id))
+        if not rows:
+            return None
+        lines = tuple(self._charge(r) for r in self._rows(self.sql.invoice_lines, (account_id, invoice_id)))
+        return replace(self._invoice(rows[0]), lines=lines)
+
+    def list_invoices(self, account_id: str, after: int, limit: int) -> list[Invoice]:
+        """Invoices after number `after`, by number, without their lines."""
+        return [self._invoice(r) for r in self._rows(self.sql.list_invoices, (account_id, after, limit))]
 
     # ---- request records (I5) -----------------------------------------------------------
 

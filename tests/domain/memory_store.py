@@ -38,6 +38,7 @@ from service.domain.model import (
     Charge,
     Event,
     Hub,
+    Invoice,
     Pool,
     RequestState,
     SeatRef,
@@ -87,6 +88,7 @@ class AssignmentRow:
 class ChargeRow:
     account_id: str
     charge: Charge
+    invoice_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Tables:
     charges: dict[str, ChargeRow] = field(default_factory=dict)  # (charge_id)
     requests: dict[tuple[str, str], RequestRow] = field(default_factory=dict)  # (scope, request_id)
     seat_requests: dict[tuple[str, str], SeatRequest] = field(default_factory=dict)  # (account_id, seat_request_id)
+    invoices: dict[tuple[str, str], Invoice] = field(default_factory=dict)  # (account_id, invoice_id), no lines
 
 
 def _refuse(constraint: str) -> pw.IntegrityError:
@@ -630,6 +633,64 @@ class MemoryStore:
             if r.account_id == account_id and r.charge.period_start >= period_start
         ]
         return sorted(found, key=lambda c: (c.charge_time, c.charge_id))  # ORDER BY charge_time, charge_id
+
+    # ---- invoices --------------------------------------------------------------------------
+
+    @_statement
+    def issue_invoice(
+        self,
+        account_id: str,
+        invoice_id: str,
+        period_start: datetime,
+        period_end: datetime,
+        now: datetime,
+        currency_code: str,
+    ) -> Invoice:
+        """Bills the unbilled charges of terms that began before period_end; the constraints of
+        invoices: the key, one number and one period start per account, a positive period."""
+        _check(account_id in self.tables.accounts, "invoices.account_id references accounts")
+        _check(period_end > period_start, "invoices period_end > period_start")
+        mine = [i for (a, _), i in self.tables.invoices.items() if a == account_id]
+        _check(all(i.period_start != period_start for i in mine), "invoices unique (account_id, period_start)")
+        _check((account_id, invoice_id) not in self.tables.invoices, "invoices primary key")
+        billed = [
+            (key, row)
+            for key, row in self.tables.charges.items()
+            if row.account_id == account_id and row.invoice_id is None and row.charge.period_start < period_end
+        ]
+        for key, row in billed:
+            self.tables.charges[key] = replace(row, invoice_id=invoice_id)
+        number = max((i.number for i in mine), default=0) + 1
+        invoice = Invoice(
+            invoice_id,
+            number,
+            period_start,
+            period_end,
+            now,
+            currency_code,
+            sum(row.charge.amount_minor for _, row in billed),
+            len(billed),
+        )
+        self.tables.invoices[(account_id, invoice_id)] = invoice
+        return invoice
+
+    @_statement
+    def get_invoice(self, account_id: str, invoice_id: str) -> Invoice | None:
+        invoice = self.tables.invoices.get((account_id, invoice_id))
+        if invoice is None:
+            return None
+        lines = [
+            r.charge for r in self.tables.charges.values() if (r.account_id, r.invoice_id) == (account_id, invoice_id)
+        ]
+        return replace(invoice, lines=tuple(sorted(lines, key=lambda c: (c.charge_time, c.charge_id))))
+
+    @_statement
+    def list_invoices(self, account_id: str, after: int, limit: int) -> list[Invoice]:
+        found = sorted(
+            (i for (a, _), i in self.tables.invoices.items() if a == account_id and i.number > after),
+            key=lambda i: i.number,
+        )
+        return found[:limit]
 
     # ---- request records (I5) -------------------------------------------------------------
 

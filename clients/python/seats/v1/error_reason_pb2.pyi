@@ -125,6 +125,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     SEAT_ALREADY_HELD: _ErrorReason.ValueType  # 38
     """FAILED_PRECONDITION: the user already holds a seat of that hub and tier."""
+    INVOICE_NOT_FOUND: _ErrorReason.ValueType  # 39
+    """NOT_FOUND: no such invoice in the account; metadata `invoice_id`."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why the service refused a call (AIP-193), like google.api.ErrorReason: every refusal carries a
@@ -239,4 +241,6 @@ SEAT_REQUEST_CLOSED: ErrorReason.ValueType  # 37
 """
 SEAT_ALREADY_HELD: ErrorReason.ValueType  # 38
 """FAILED_PRECONDITION: the user already holds a seat of that hub and tier."""
+INVOICE_NOT_FOUND: ErrorReason.ValueType  # 39
+"""NOT_FOUND: no such invoice in the account; metadata `invoice_id`."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

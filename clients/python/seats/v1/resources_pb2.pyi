@@ -726,6 +726,102 @@ class Charge(_message.Message):
 Global___Charge: _TypeAlias = Charge  # noqa: Y015
 
 @_typing.final
+class Invoice(_message.Message):
+    """The bill of one ended term of an account: every charge the term made (the plan and the seats
+    charged at its start, and every prorated purchase and upgrade during it), issued when its
+    renewal date is applied (by the sweep, or by the first call after it) and kept for good. The sum
+    of an account's invoices and of its current term's charges is the sum of all its charges.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    ISSUE_TIME_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    LINE_COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    """Output only. Opaque id made by the server."""
+    number: _builtins.int
+    """Output only. 1, 2, 3, ... per account, in term order."""
+    line_count: _builtins.int
+    """Output only. How many charges the invoice bills."""
+    @_builtins.property
+    def period_start(self) -> _timestamp_pb2.Timestamp:
+        """Output only. The term's start."""
+
+    @_builtins.property
+    def period_end(self) -> _timestamp_pb2.Timestamp:
+        """Output only. The term's end: the renewal date."""
+
+    @_builtins.property
+    def issue_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the invoice was issued."""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___Charge]:
+        """Output only. The charges billed, oldest first. GetInvoice sets them; ListInvoices leaves them
+        out.
+        """
+
+    @_builtins.property
+    def total(self) -> _money_pb2.Money:
+        """Output only. The sum of the lines, exact (I6)."""
+
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        number: _builtins.int = ...,
+        period_start: _timestamp_pb2.Timestamp | None = ...,
+        period_end: _timestamp_pb2.Timestamp | None = ...,
+        issue_time: _timestamp_pb2.Timestamp | None = ...,
+        lines: _abc.Iterable[Global___Charge] | None = ...,
+        line_count: _builtins.int = ...,
+        total: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue_time", b"issue_time", "period_end", b"period_end", "period_start", b"period_start", "total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "issue_time", b"issue_time", "line_count", b"line_count", "lines", b"lines", "number", b"number", "period_end", b"period_end", "period_start", b"period_start", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Invoice: _TypeAlias = Invoice  # noqa: Y015
+
+@_typing.final
+class SeatQuantity(_message.Message):
+    """A number of seats of one pool."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HUB_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    hub: Global___Hub.ValueType
+    """The hub. Required."""
+    tier: Global___Tier.ValueType
+    """The tier. Required."""
+    quantity: _builtins.int
+    """How many seats, at least 1."""
+    def __init__(
+        self,
+        *,
+        hub: Global___Hub.ValueType = ...,
+        tier: Global___Tier.ValueType = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hub", b"hub", "quantity", b"quantity", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeatQuantity: _TypeAlias = SeatQuantity  # noqa: Y015
+
+@_typing.final
 class SeatRequest(_message.Message):
     """A user's request for a seat of one hub and tier (RequestSeat). A user has at most one open
     (pending or waiting) request per hub.

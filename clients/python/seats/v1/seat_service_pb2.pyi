@@ -958,16 +958,34 @@ class PreviewInvoiceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PURCHASES_FIELD_NUMBER: _builtins.int
+    REMOVALS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account. Required."""
+    @_builtins.property
+    def purchases(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.SeatQuantity]:
+        """Seats to buy, hypothetically: each priced as PurchaseSeats would charge it now (pro rata, S3)
+        in proposed_charges, and counted in the next renewal's lines. Nothing is bought. The rules
+        apply as to the real call (NOT_SUBSCRIBED, TIER_NOT_PURCHASABLE, SEAT_LIMIT). At most 1000.
+        """
+
+    @_builtins.property
+    def removals(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.SeatQuantity]:
+        """Seats to schedule for removal, hypothetically: the next renewal's lines no longer bill them
+        (S9). Nothing changes. FAILED_PRECONDITION (SEATS_ASSIGNED) beyond the removable seats (S8).
+        At most 1000.
+        """
+
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
+        purchases: _abc.Iterable[_resources_pb2.SeatQuantity] | None = ...,
+        removals: _abc.Iterable[_resources_pb2.SeatQuantity] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "purchases", b"purchases", "removals", b"removals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1035,6 +1053,8 @@ class PreviewInvoiceResponse(_message.Message):
     CURRENT_TERM_TOTAL_FIELD_NUMBER: _builtins.int
     NEXT_RENEWAL_LINES_FIELD_NUMBER: _builtins.int
     NEXT_RENEWAL_TOTAL_FIELD_NUMBER: _builtins.int
+    PROPOSED_CHARGES_FIELD_NUMBER: _builtins.int
+    PROPOSED_TOTAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def term_start(self) -> _timestamp_pb2.Timestamp:
         """Start of the current term."""
@@ -1059,6 +1079,14 @@ class PreviewInvoiceResponse(_message.Message):
     def next_renewal_total(self) -> _money_pb2.Money:
         """Sum of next_renewal_lines."""
 
+    @_builtins.property
+    def proposed_charges(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Charge]:
+        """What the hypothetical purchases would charge now, without charge ids: nothing is saved."""
+
+    @_builtins.property
+    def proposed_total(self) -> _money_pb2.Money:
+        """Sum of proposed_charges."""
+
     def __init__(
         self,
         *,
@@ -1068,14 +1096,124 @@ class PreviewInvoiceResponse(_message.Message):
         current_term_total: _money_pb2.Money | None = ...,
         next_renewal_lines: _abc.Iterable[Global___InvoiceLine] | None = ...,
         next_renewal_total: _money_pb2.Money | None = ...,
+        proposed_charges: _abc.Iterable[_resources_pb2.Charge] | None = ...,
+        proposed_total: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["current_term_total", b"current_term_total", "next_renewal_total", b"next_renewal_total", "renewal_time", b"renewal_time", "term_start", b"term_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current_term_total", b"current_term_total", "next_renewal_total", b"next_renewal_total", "proposed_total", b"proposed_total", "renewal_time", b"renewal_time", "term_start", b"term_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_term_charges", b"current_term_charges", "current_term_total", b"current_term_total", "next_renewal_lines", b"next_renewal_lines", "next_renewal_total", b"next_renewal_total", "renewal_time", b"renewal_time", "term_start", b"term_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_term_charges", b"current_term_charges", "current_term_total", b"current_term_total", "next_renewal_lines", b"next_renewal_lines", "next_renewal_total", b"next_renewal_total", "proposed_charges", b"proposed_charges", "proposed_total", b"proposed_total", "renewal_time", b"renewal_time", "term_start", b"term_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PreviewInvoiceResponse: _TypeAlias = PreviewInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class ListInvoicesRequest(_message.Message):
+    """Request of ListInvoices."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    page_size: _builtins.int
+    """Page size, 1 to 1000; default 50 (AIP-158)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvoicesRequest: _TypeAlias = ListInvoicesRequest  # noqa: Y015
+
+@_typing.final
+class ListInvoicesResponse(_message.Message):
+    """Response of ListInvoices."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
+    @_builtins.property
+    def invoices(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Invoice]:
+        """The invoices of this page, oldest first, without their lines."""
+
+    def __init__(
+        self,
+        *,
+        invoices: _abc.Iterable[_resources_pb2.Invoice] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoices", b"invoices", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvoicesResponse: _TypeAlias = ListInvoicesResponse  # noqa: Y015
+
+@_typing.final
+class GetInvoiceRequest(_message.Message):
+    """Request of GetInvoice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account. Required."""
+    invoice_id: _builtins.str
+    """The invoice. Required."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInvoiceRequest: _TypeAlias = GetInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class GetInvoiceResponse(_message.Message):
+    """Response of GetInvoice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _resources_pb2.Invoice:
+        """The invoice, with its lines."""
+
+    def __init__(
+        self,
+        *,
+        invoice: _resources_pb2.Invoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInvoiceResponse: _TypeAlias = GetInvoiceResponse  # noqa: Y015
 
 @_typing.final
 class ListSeatEventsRequest(_message.Message):

@@ -104,6 +104,16 @@ class SeatServiceStub:
                 request_serializer=seats_dot_v1_dot_seat__service__pb2.PreviewInvoiceRequest.SerializeToString,
                 response_deserializer=seats_dot_v1_dot_seat__service__pb2.PreviewInvoiceResponse.FromString,
                 _registered_method=True)
+        self.ListInvoices = channel.unary_unary(
+                '/seats.v1.SeatService/ListInvoices',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.ListInvoicesRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.ListInvoicesResponse.FromString,
+                _registered_method=True)
+        self.GetInvoice = channel.unary_unary(
+                '/seats.v1.SeatService/GetInvoice',
+                request_serializer=seats_dot_v1_dot_seat__service__pb2.GetInvoiceRequest.SerializeToString,
+                response_deserializer=seats_dot_v1_dot_seat__service__pb2.GetInvoiceResponse.FromString,
+                _registered_method=True)
         self.ListSeatEvents = channel.unary_unary(
                 '/seats.v1.SeatService/ListSeatEvents',
                 request_serializer=seats_dot_v1_dot_seat__service__pb2.ListSeatEventsRequest.SerializeToString,
@@ -249,7 +259,23 @@ class SeatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PreviewInvoice(self, request, context):
-        """Shows what the current term has charged so far and what the next renewal will charge.
+        """Shows what the current term has charged so far and what the next renewal will charge; with
+        hypothetical purchases and removals, what they would charge, saving nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvoices(self, request, context):
+        """Lists the account's invoices, one per ended term, oldest first, without their lines.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInvoice(self, request, context):
+        """Returns an invoice with its lines. NOT_FOUND (INVOICE_NOT_FOUND) when the account has none of
+        that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -395,6 +421,16 @@ def add_SeatServiceServicer_to_server(servicer, server):
                     servicer.PreviewInvoice,
                     request_deserializer=seats_dot_v1_dot_seat__service__pb2.PreviewInvoiceRequest.FromString,
                     response_serializer=seats_dot_v1_dot_seat__service__pb2.PreviewInvoiceResponse.SerializeToString,
+            ),
+            'ListInvoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvoices,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.ListInvoicesRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.ListInvoicesResponse.SerializeToString,
+            ),
+            'GetInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInvoice,
+                    request_deserializer=seats_dot_v1_dot_seat__service__pb2.GetInvoiceRequest.FromString,
+                    response_serializer=seats_dot_v1_dot_seat__service__pb2.GetInvoiceResponse.SerializeToString,
             ),
             'ListSeatEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSeatEvents,
@@ -793,6 +829,60 @@ class SeatService:
             '/seats.v1.SeatService/PreviewInvoice',
             seats_dot_v1_dot_seat__service__pb2.PreviewInvoiceRequest.SerializeToString,
             seats_dot_v1_dot_seat__service__pb2.PreviewInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/ListInvoices',
+            seats_dot_v1_dot_seat__service__pb2.ListInvoicesRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.ListInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seats.v1.SeatService/GetInvoice',
+            seats_dot_v1_dot_seat__service__pb2.GetInvoiceRequest.SerializeToString,
+            seats_dot_v1_dot_seat__service__pb2.GetInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -78,7 +78,15 @@ class SeatServiceStub:
     seats needed are bought in the same call (S6).
     """
     PreviewInvoice: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.PreviewInvoiceRequest, _seat_service_pb2.PreviewInvoiceResponse]
-    """Shows what the current term has charged so far and what the next renewal will charge."""
+    """Shows what the current term has charged so far and what the next renewal will charge; with
+    hypothetical purchases and removals, what they would charge, saving nothing.
+    """
+    ListInvoices: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.ListInvoicesRequest, _seat_service_pb2.ListInvoicesResponse]
+    """Lists the account's invoices, one per ended term, oldest first, without their lines."""
+    GetInvoice: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.GetInvoiceRequest, _seat_service_pb2.GetInvoiceResponse]
+    """Returns an invoice with its lines. NOT_FOUND (INVOICE_NOT_FOUND) when the account has none of
+    that id.
+    """
     ListSeatEvents: _grpc.UnaryUnaryMultiCallable[_seat_service_pb2.ListSeatEventsRequest, _seat_service_pb2.ListSeatEventsResponse]
     """Lists the account's ordered event log (I4)."""
     WatchSeatEvents: _grpc.UnaryStreamMultiCallable[_seat_service_pb2.WatchSeatEventsRequest, _seat_service_pb2.WatchSeatEventsResponse]
@@ -168,7 +176,15 @@ class SeatServiceAsyncStub(SeatServiceStub):
     seats needed are bought in the same call (S6).
     """
     PreviewInvoice: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.PreviewInvoiceRequest, _seat_service_pb2.PreviewInvoiceResponse]  # type: ignore[assignment]
-    """Shows what the current term has charged so far and what the next renewal will charge."""
+    """Shows what the current term has charged so far and what the next renewal will charge; with
+    hypothetical purchases and removals, what they would charge, saving nothing.
+    """
+    ListInvoices: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.ListInvoicesRequest, _seat_service_pb2.ListInvoicesResponse]  # type: ignore[assignment]
+    """Lists the account's invoices, one per ended term, oldest first, without their lines."""
+    GetInvoice: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.GetInvoiceRequest, _seat_service_pb2.GetInvoiceResponse]  # type: ignore[assignment]
+    """Returns an invoice with its lines. NOT_FOUND (INVOICE_NOT_FOUND) when the account has none of
+    that id.
+    """
     ListSeatEvents: _aio.UnaryUnaryMultiCallable[_seat_service_pb2.ListSeatEventsRequest, _seat_service_pb2.ListSeatEventsResponse]  # type: ignore[assignment]
     """Lists the account's ordered event log (I4)."""
     WatchSeatEvents: _aio.UnaryStreamMultiCallable[_seat_service_pb2.WatchSeatEventsRequest, _seat_service_pb2.WatchSeatEventsResponse]  # type: ignore[assignment]
@@ -333,7 +349,27 @@ class SeatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _seat_service_pb2.PreviewInvoiceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_seat_service_pb2.PreviewInvoiceResponse, _abc.Awaitable[_seat_service_pb2.PreviewInvoiceResponse]]:
-        """Shows what the current term has charged so far and what the next renewal will charge."""
+        """Shows what the current term has charged so far and what the next renewal will charge; with
+        hypothetical purchases and removals, what they would charge, saving nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInvoices(
+        self,
+        request: _seat_service_pb2.ListInvoicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.ListInvoicesResponse, _abc.Awaitable[_seat_service_pb2.ListInvoicesResponse]]:
+        """Lists the account's invoices, one per ended term, oldest first, without their lines."""
+
+    @_abc_1.abstractmethod
+    def GetInvoice(
+        self,
+        request: _seat_service_pb2.GetInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seat_service_pb2.GetInvoiceResponse, _abc.Awaitable[_seat_service_pb2.GetInvoiceResponse]]:
+        """Returns an invoice with its lines. NOT_FOUND (INVOICE_NOT_FOUND) when the account has none of
+        that id.
+        """
 
     @_abc_1.abstractmethod
     def ListSeatEvents(
