@@ -299,6 +299,8 @@ def cross_account_calls(client: SeatsClient, account_id: str, user_id: str) -> d
         "ListSeatRequests": lambda: client.list_seat_requests(account_id),
         "ApproveSeatRequest": lambda: client.approve_seat_request(account_id, "sreq_0000000000000000000000"),
         "DenySeatRequest": lambda: client.deny_seat_request(account_id, "sreq_0000000000000000000000"),
+        "ListInvoices": lambda: client.list_invoices(account_id),
+        "GetInvoice": lambda: client.get_invoice(account_id, "inv_0000000000000000000000"),
         "UpgradeSubscription": lambda: client.upgrade_subscription(account_id, "sales", "enterprise"),
         "PreviewInvoice": lambda: client.preview_invoice(account_id),
         "ListSeatEvents": lambda: client.list_seat_events(account_id),

@@ -325,11 +325,25 @@ def too_many_assign_user_ids(t: Tenant, n: int) -> Message:
     )
 
 
+def too_many_purchases(t: Tenant, n: int) -> Message:
+    return s.PreviewInvoiceRequest(
+        account_id=t.id, purchases=[r.SeatQuantity(hub=SALES, tier=PROFESSIONAL, quantity=1)] * n
+    )
+
+
+def too_many_removals(t: Tenant, n: int) -> Message:
+    return s.PreviewInvoiceRequest(
+        account_id=t.id, removals=[r.SeatQuantity(hub=SALES, tier=PROFESSIONAL, quantity=1)] * n
+    )
+
+
 OVER: dict[tuple[str, str], Callable[[Tenant, int], Message]] = {
     ("BatchUpdateSeatAssignmentsRequest", "changes"): too_many_changes,
     ("CheckSeatsRequest", "user_ids"): too_many_user_ids,
     ("CreateAccountRequest", "subscriptions"): too_many_subscriptions,
     ("CreateUserRequest", "seats"): too_many_seats,
+    ("PreviewInvoiceRequest", "purchases"): too_many_purchases,
+    ("PreviewInvoiceRequest", "removals"): too_many_removals,
     ("RecordSeatActivityRequest", "activities"): too_many_activities,
     ("UpgradeSubscriptionRequest", "assign_user_ids"): too_many_assign_user_ids,
 }

@@ -106,6 +106,9 @@ def test_readme_shows_every_rpc_as_a_grpcurl_call_and_each_runs(tmp_path: Path) 
     assert "Code: DeadlineExceeded" in done.stderr
     replies = json_documents(done.stdout)
     assert any(r.get("user", {}).get("display_name") == "Cy Young" for r in replies)
+    (billed,) = [r["invoice"] for r in replies if "invoice" in r]
+    assert (billed["number"], billed["total"]["units"]) == ("1", "20")  # a month of the Starter plan
+    assert any(r.get("proposed_charges") for r in replies)
     outcomes = [x["outcome"] for r in replies for x in r.get("results", [])]
     assert outcomes == ["SEAT_CHANGE_OUTCOME_ASSIGNED", "SEAT_CHANGE_OUTCOME_UNASSIGNED"]
     watched = [int(r["event"]["sequence"]) for r in replies if "event" in r]
@@ -137,6 +140,19 @@ def test_readme_waiting_list_story_runs_as_written(tmp_path: Path) -> None:
     assert (pool["assigned"], pool["waiting_requests"], pool.get("available", 0)) == (4, 1, 0)
     denied = replies[-1]["seat_request"]
     assert (denied["seat_request_id"], denied["state"]) == (fay_asks, "SEAT_REQUEST_STATE_DENIED")
+
+
+def test_readme_invoices_example_runs(tmp_path: Path) -> None:
+    """The Invoices section's block, as written, against a fresh server."""
+    with serving(tmp_path) as server:
+        out = run_client_example(sys.executable, server.address, tmp_path, "invoices")
+    assert out.splitlines() == [
+        "invoice 1: 2 lines, 60.00 USD",
+        "invoice 2: 2 lines, 60.00 USD",
+        "3 seats now: 3 x Sales Starter seat - prorated: True",
+        "next renewal with them: 120.00 USD",
+        "still bought: 2",
+    ]
 
 
 def run_client_example(python: str, server_address: str, cwd: Path, name: str = "client-example") -> str:

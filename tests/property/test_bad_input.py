@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -102,7 +103,10 @@ class World:
 @pytest.fixture(scope="module")
 def world(running: Running) -> World:
     seats, users = running.seats, running.users
-    tenant = new_account(seats, (SALES, STARTER, 2), (SERVICE, FREE, 0))
+    # begun 70 days ago: two terms have ended, so the account has invoices to page through
+    tenant = new_account(
+        seats, (SALES, STARTER, 2), (SERVICE, FREE, 0), term_start=running.clock.now() - timedelta(days=70)
+    )
     other = new_account(seats, (SALES, STARTER, 0))
     plain = new_user(users, tenant).user_id
     billing = new_user(users, tenant, permissions=BILLING).user_id
@@ -123,6 +127,9 @@ def world(running: Running) -> World:
         ).next_page_token,
         "users": users.ListUsers(u.ListUsersRequest(account_id=tenant.id, page_size=1)).next_page_token,
         "events": seats.ListSeatEvents(s.ListSeatEventsRequest(account_id=tenant.id, page_size=1)).next_page_token,
+        "invoices": seats.ListInvoices(
+            s.ListInvoicesRequest(account_id=tenant.id, page_size=1), metadata=tenant.as_owner
+        ).next_page_token,
         "seat_requests": seats.ListSeatRequests(
             s.ListSeatRequestsRequest(account_id=tenant.id, page_size=1), metadata=tenant.as_owner
         ).next_page_token,
@@ -670,7 +677,9 @@ def UpgradeSubscription(w: World) -> SearchStrategy[Message]:
 
 @request("seats")
 def PreviewInvoice(w: World) -> SearchStrategy[Message]:
-    return message(s.PreviewInvoiceRequest, account_id=the_account(w))
+    quantity = message(r.SeatQuantity, hub=a_hub(), tier=a_tier(), quantity=a_quantity())
+    changes = (st.lists(quantity, max_size=2), st.lists(quantity, max_size=4))
+    return message(s.PreviewInvoiceRequest, account_id=the_account(w), purchases=changes, removals=changes)
 
 
 @request("seats")
@@ -725,6 +734,26 @@ def UpdateSeatPolicy(w: World) -> SearchStrategy[Message]:
         validate_only=(st.just(True), st.booleans()),
         request_id=a_request_id(),
     )
+
+
+@request("seats")
+def ListInvoices(w: World) -> SearchStrategy[Message]:
+    anything = message(s.ListInvoicesRequest, account_id=the_account(w), **a_page(w, "invoices"))
+    same_filters = st.builds(
+        s.ListInvoicesRequest,
+        account_id=st.just(w.tenant.id),
+        page_size=page_sizes(),
+        page_token=tampered_tokens(w, "invoices"),
+    )
+    return st.one_of(anything, same_filters)
+
+
+@request("seats")
+def GetInvoice(w: World) -> SearchStrategy[Message]:
+    real = [i.invoice_id for i in w.running.seats.ListInvoices(
+        s.ListInvoicesRequest(account_id=w.tenant.id), metadata=w.tenant.as_owner
+    ).invoices]  # fmt: skip
+    return message(s.GetInvoiceRequest, account_id=the_account(w), invoice_id=(st.sampled_from(real), ids(real)))
 
 
 def a_seat_request(w: World) -> Field:
@@ -1045,6 +1074,8 @@ PAGED: dict[str, tuple[str, str, Callable[[World, str, int], Message]]] = {
     "ListSeatEvents": ("seats", "events", lambda w, token, size: s.ListSeatEventsRequest(
         account_id=w.tenant.id, page_size=size, page_token=token)),
     "ListSeatRequests": ("seats", "seat_requests", lambda w, token, size: s.ListSeatRequestsRequest(
+        account_id=w.tenant.id, page_size=size, page_token=token)),
+    "ListInvoices": ("seats", "invoices", lambda w, token, size: s.ListInvoicesRequest(
         account_id=w.tenant.id, page_size=size, page_token=token)),
 }
 """Every RPC that takes a page token: (service, the list's token kind, a request with the filters the

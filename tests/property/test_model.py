@@ -58,7 +58,7 @@ from hypothesis.stateful import (
 from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 
 from tests.conftest import Running, actor
-from tests.contract.helpers import Tenant, events, pools, timestamp
+from tests.contract.helpers import Tenant, cents, events, pools, timestamp
 from tests.property.refusals import reason_of
 from tests.toolkit import EventKey, check_log_leaves_pools, check_pool_invariants, event_key, event_type, replay_log
 
@@ -1550,6 +1550,7 @@ class SeatMachine(RuleBasedStateMachine):
             f"  server {self.readable(shown)}\n  model  {self.readable(self.model.summary())}"
         )
         assert summary.renewal_time.ToDatetime(tzinfo=UTC) == self.model.renewal
+        self.check_invoices()
         requests = self.seats.ListSeatRequests(s.ListSeatRequestsRequest(account_id=self.account_id, page_size=1000))
         got_requests = {q.seat_request_id: (q.user_id, q.hub, q.tier, q.state) for q in requests.seat_requests}
         assert got_requests == self.model.requests(), (
@@ -1573,6 +1574,20 @@ class SeatMachine(RuleBasedStateMachine):
                 f"CheckSeats of {name(hub)} differs: {list(answer.tiers)} != {held_tiers}"
             )
         self.check_new_events()
+
+    def check_invoices(self) -> None:
+        """One invoice per ended term, in order, and the invoices plus the current term's charges add up
+        to every charge the account ever had (read from the store itself)."""
+        assert self.model is not None
+        billed = self.seats.ListInvoices(s.ListInvoicesRequest(account_id=self.account_id, page_size=1000)).invoices
+        ends = [add_months(self.model.term_start, n * TERM_MONTHS) for n in range(1, self.model.terms)]
+        assert [i.period_end.ToDatetime(tzinfo=UTC) for i in billed] == ends, f"invoices {billed}"
+        current = self.seats.PreviewInvoice(s.PreviewInvoiceRequest(account_id=self.account_id))
+        store = self.running.store
+        every = store.read(lambda: store.charges_since(self.account_id, datetime(1970, 1, 1, tzinfo=UTC)))
+        total = sum(cents(i.total) for i in billed) + cents(current.current_term_total)
+        assert total == sum(c.amount_minor for c in every), "the invoices and the current term miss a charge"
+        self.tally[("#invoices", "checked")] += 1
 
     def new_events(self) -> list[resources_pb2.SeatEvent]:
         """The events appended since the checks last read the log."""

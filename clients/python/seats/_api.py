@@ -206,6 +206,8 @@ class Api:
     preview_invoice = Rpc(
         "SeatService", "PreviewInvoice", requests.preview_invoice, seat_service_pb2.PreviewInvoiceResponse
     )
+    list_invoices = Rpc("SeatService", "ListInvoices", requests.list_invoices, seat_service_pb2.ListInvoicesResponse)
+    get_invoice = Rpc("SeatService", "GetInvoice", requests.get_invoice, seat_service_pb2.GetInvoiceResponse)
     list_seat_events = Rpc(
         "SeatService", "ListSeatEvents", requests.list_seat_events, seat_service_pb2.ListSeatEventsResponse
     )

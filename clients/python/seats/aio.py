@@ -108,6 +108,18 @@ class AsyncSeatsClient(Api):
             if not (token := page.next_page_token):
                 return
 
+    async def iter_invoices(
+        self, account_id: str, *, page_size: int = 100, **options: Unpack[requests.CallOptions]
+    ) -> AsyncIterator[resources_pb2.Invoice]:
+        """Every invoice of the account, oldest first, without lines, page after page."""
+        token = ""
+        while True:
+            page = await self.list_invoices(account_id, page_size=page_size, page_token=token, **options)
+            for found in page.invoices:
+                yield found
+            if not (token := page.next_page_token):
+                return
+
     async def iter_seat_requests(
         self,
         account_id: str,

@@ -29,6 +29,8 @@
     seatctl users list -q | xargs -n1 seatctl users show --user    # -q: ids only, one a line
     seatctl events tail --after 10 --follow               # Ctrl-C stops it (exit 0)
     seatctl --json invoice preview | jq .next_renewal_total
+    seatctl invoice preview --buy sales:professional:2   # what 2 more seats would cost; buys nothing
+    seatctl invoice list                                  # one invoice per ended term
     seatctl plan -f seats.yaml                            # seats as code: what apply would change
     seatctl apply -f seats.yaml                           # validate, then make those changes
 
@@ -184,6 +186,14 @@ def subscription_arg(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(f"expected HUB:TIER[:PURCHASED], e.g. sales:professional:1, not {text!r}")
     purchased = non_negative_int(parts[2]) if len(parts) == 3 else 0
     return hub_arg(parts[0]), tier_arg(parts[1]), purchased
+
+
+def quantity_arg(text: str) -> tuple[int, int, int]:
+    """``HUB:TIER:N``, e.g. ``sales:professional:2``: N seats of a pool, at least 1."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected HUB:TIER:N, e.g. sales:professional:2, not {text!r}")
+    return hub_arg(parts[0]), tier_arg(parts[1]), positive_int(parts[2])
 
 
 def seat_arg(text: str) -> tuple[int, int]:
@@ -1059,13 +1069,8 @@ def events_tail(ctx: Context) -> int:
     return EXIT_OK
 
 
-def invoice_preview(ctx: Context) -> int:
-    preview = ctx.client.preview_invoice(ctx.account)
-    if ctx.as_json:
-        print_json(message_dict(preview))
-        return EXIT_OK
-    print(f"current term  {format_time(preview, 'term_start')} -> {format_time(preview, 'renewal_time')}")
-    charged = [
+def charge_table(charges: Iterable[r.Charge], heading: str = "CHARGED") -> list[str]:
+    rows = [
         [
             format_time(charge, "charge_time")[:10],  # the date: the time is in --json
             charge_kind_name(charge.kind),
@@ -1075,17 +1080,65 @@ def invoice_preview(ctx: Context) -> int:
             format_money_field(charge, "amount"),
             charge.description,
         ]
-        for charge in preview.current_term_charges
+        for charge in charges
     ]
-    print_lines(
-        table(
-            ("CHARGED", "KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"),
-            charged,
-            right=(3, 4, 5),
-            shrink=(6,),
-        )
+    return table(
+        (heading, "KIND", "POOL", "QTY", "UNIT PRICE", "AMOUNT", "DESCRIPTION"), rows, right=(3, 4, 5), shrink=(6,)
     )
+
+
+def invoice_list(ctx: Context) -> int:
+    found = list(ctx.client.iter_invoices(ctx.account))
+    if ctx.as_json:
+        print_json({"invoices": [message_dict(i) for i in found]})
+    elif quiet(ctx):
+        print_lines(i.invoice_id for i in found)
+    elif not found:
+        print("no invoices yet: the first is issued when the first term ends")
+    else:
+        rows = [
+            [
+                str(i.number),
+                i.invoice_id,
+                format_time(i, "period_start")[:10],
+                format_time(i, "period_end")[:10],
+                str(i.line_count),
+                format_money_field(i, "total"),
+            ]
+            for i in found
+        ]
+        print_lines(table(("#", "INVOICE", "FROM", "TO", "LINES", "TOTAL"), rows, right=(0, 4, 5)))
+    return EXIT_OK
+
+
+def invoice_show(ctx: Context) -> int:
+    found = ctx.client.get_invoice(ctx.account, ctx.args.invoice).invoice
+    if ctx.as_json:
+        print_json(message_dict(found))
+        return EXIT_OK
+    print(f"invoice {found.number}  {found.invoice_id}")
+    print(f"term  {format_time(found, 'period_start')} -> {format_time(found, 'period_end')}")
+    print(f"issued  {format_time(found, 'issue_time')}")
+    print_lines(charge_table(found.lines))
+    print(f"total  {format_money_field(found, 'total')}")
+    return EXIT_OK
+
+
+def invoice_preview(ctx: Context) -> int:
+    args = ctx.args
+    preview = ctx.client.preview_invoice(ctx.account, purchases=args.buy, removals=args.remove)
+    if ctx.as_json:
+        print_json(message_dict(preview))
+        return EXIT_OK
+    if args.buy or args.remove:
+        print("what if: nothing is bought or scheduled")
+    print(f"current term  {format_time(preview, 'term_start')} -> {format_time(preview, 'renewal_time')}")
+    print_lines(charge_table(preview.current_term_charges))
     print(f"current term total  {format_money_field(preview, 'current_term_total')}")
+    if args.buy:
+        print()
+        print_lines(charge_table(preview.proposed_charges, "WOULD CHARGE"))
+        print(f"would charge now  {format_money_field(preview, 'proposed_total')}")
     print()
     print(f"next renewal  {format_time(preview, 'renewal_time')}")
     lines = [
@@ -1653,15 +1706,39 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
     add_quiet_option(tail, "the event sequences")
 
-    invoice = nouns.add_parser("invoice", help="billing").add_subparsers(dest="verb", required=True)
-    add_command(
+    invoice = nouns.add_parser("invoice", help="invoices and billing previews").add_subparsers(
+        dest="verb", required=True
+    )
+    invoice_preview_command = add_command(
         invoice,
         "preview",
         invoice_preview,
-        "this term's charges and the next renewal's",
+        "this term's charges and the next renewal's; what a change would charge",
         "Shows what the current term has charged so far and what the next renewal will charge,\n"
-        "after pending removals (S9). Money is exact (I6).",
+        "after pending removals (S9). With --buy and --remove, what buying seats now would charge\n"
+        "(pro rata, S3) and the next renewal after the change; nothing is bought or scheduled.\n"
+        "Money is exact (I6).\n\n"
+        "  seatctl invoice preview --buy sales:professional:2 --remove service:starter:1",
     )
+    invoice_preview_command.add_argument(
+        "--buy", type=quantity_arg, action="append", default=[], metavar="HUB:TIER:N", help="seats to buy, what if"
+    )
+    invoice_preview_command.add_argument(
+        "--remove", type=quantity_arg, action="append", default=[], metavar="HUB:TIER:N", help="seats to remove"
+    )
+    invoice_listing = add_command(
+        invoice,
+        "list",
+        invoice_list,
+        "the account's invoices, one per ended term",
+        "Lists the invoices, oldest first: one per ended term, issued when its renewal is applied,\n"
+        "billing every charge of the term.",
+    )
+    add_quiet_option(invoice_listing, "the invoice ids")
+    show = add_command(
+        invoice, "show", invoice_show, "an invoice with its lines", "Shows an invoice and every charge it bills."
+    )
+    show.add_argument("--invoice", required=True, metavar="INVOICE_ID", help="the invoice")
 
     add_plan_commands(nouns)
 

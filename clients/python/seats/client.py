@@ -220,6 +220,17 @@ class SeatsClient(Api):
             if not (token := page.next_page_token):
                 return
 
+    def iter_invoices(
+        self, account_id: str, *, page_size: int = 100, **options: Unpack[requests.CallOptions]
+    ) -> Iterator[resources_pb2.Invoice]:
+        """Every invoice of the account, oldest first, without lines, page after page."""
+        token = ""
+        while True:
+            page = self.list_invoices(account_id, page_size=page_size, page_token=token, **options)
+            yield from page.invoices
+            if not (token := page.next_page_token):
+                return
+
     def iter_seat_requests(
         self,
         account_id: str,

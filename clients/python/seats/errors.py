@@ -135,6 +135,10 @@ class UserNotFound(NotFound):
     error_reason = "USER_NOT_FOUND"
 
 
+class InvoiceNotFound(NotFound):
+    error_reason = "INVOICE_NOT_FOUND"
+
+
 class SeatRequestNotFound(NotFound):
     error_reason = "SEAT_REQUEST_NOT_FOUND"
 

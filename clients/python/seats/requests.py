@@ -345,9 +345,40 @@ def upgrade_subscription(
     )
 
 
-def preview_invoice(account_id: str, **options: Unpack[CallOptions]) -> s.PreviewInvoiceRequest:
-    """This term's charges so far and the next renewal's lines (S9)."""
-    return s.PreviewInvoiceRequest(account_id=account_id)
+SeatQuantityLike = tuple[HubLike, TierLike, int]
+"""A number of seats of a pool, e.g. ``("sales", "professional", 2)``."""
+
+
+def _quantities(items: Iterable[SeatQuantityLike]) -> list[r.SeatQuantity]:
+    return [r.SeatQuantity(hub=to_hub(hub), tier=to_tier(tier), quantity=quantity) for hub, tier, quantity in items]
+
+
+def preview_invoice(
+    account_id: str,
+    *,
+    purchases: Iterable[SeatQuantityLike] = (),
+    removals: Iterable[SeatQuantityLike] = (),
+    **options: Unpack[CallOptions],
+) -> s.PreviewInvoiceRequest:
+    """This term's charges so far and the next renewal's lines (S9). With ``purchases`` and
+    ``removals`` (e.g. ``[("sales", "professional", 2)]``), what they would charge now
+    (``proposed_charges``, priced as PurchaseSeats would) and the next renewal after them; nothing
+    is bought or scheduled."""
+    return s.PreviewInvoiceRequest(
+        account_id=account_id, purchases=_quantities(purchases), removals=_quantities(removals)
+    )
+
+
+def list_invoices(
+    account_id: str, *, page_size: int = 0, page_token: str = "", **options: Unpack[CallOptions]
+) -> s.ListInvoicesRequest:
+    """One page of the account's invoices (one per ended term), oldest first, without lines."""
+    return s.ListInvoicesRequest(account_id=account_id, page_size=page_size, page_token=page_token)
+
+
+def get_invoice(account_id: str, invoice_id: str, **options: Unpack[CallOptions]) -> s.GetInvoiceRequest:
+    """An invoice with its lines: every charge of its term."""
+    return s.GetInvoiceRequest(account_id=account_id, invoice_id=invoice_id)
 
 
 def record_seat_activity(
