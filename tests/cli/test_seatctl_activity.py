@@ -17,7 +17,7 @@ import pytest
 from seats.cli import TABLE_WIDTH
 
 from tests.cli.test_seatctl import CLI_SECONDS, ISO_UTC, Seatctl, row, seatctl_command
-from tests.conftest import BACKENDS, Running, database_url, served
+from tests.conftest import Running
 from tests.served import REPO, ServerProcess, serving
 
 
@@ -28,13 +28,6 @@ def iso(when: datetime) -> str:
 def fits(output: str) -> None:
     widest = max(output.splitlines(), key=len)
     assert len(widest) <= TABLE_WIDTH, f"{len(widest)} columns wide:\n{widest}"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """An in-process server of this module's own: its clock moves only when these tests move it."""
-    with served(request.param, database_url(request.param, tmp_path_factory), sweep_interval_seconds=0) as running:
-        yield running
 
 
 @pytest.fixture

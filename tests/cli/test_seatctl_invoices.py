@@ -6,19 +6,12 @@ SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 from tests.cli.test_seatctl import Seatctl, row, unique_email
-from tests.conftest import BACKENDS, Running, database_url, served
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with served(request.param, database_url(request.param, tmp_path_factory), sweep_interval_seconds=0) as running:
-        yield running
+from tests.conftest import Running
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,9 @@ from seats import SeatsClient
 from seats.plan import Batch, CancelRemoval, Purchase, execute_plan, make_plan, parse_file, read_state
 
 from tests.cli.test_seatctl import Seatctl, run
-from tests.conftest import BACKENDS, REPO, Running, database_url, served
+from tests.conftest import REPO, Running
 
 RENEWAL = "2027-01-01T00:00:00Z"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with served(request.param, database_url(request.param, tmp_path_factory), sweep_interval_seconds=0) as running:
-        yield running
 
 
 @pytest.fixture

@@ -6,18 +6,10 @@ in-process server on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.cli.test_seatctl import Seatctl, row
-from tests.conftest import BACKENDS, Running, database_url, served
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with served(request.param, database_url(request.param, tmp_path_factory), sweep_interval_seconds=0) as running:
-        yield running
+from tests.conftest import Running
 
 
 @pytest.fixture
