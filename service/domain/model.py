@@ -54,6 +54,7 @@ class EventType(IntEnum):
     SEAT_REQUESTED = 16
     SEAT_REQUEST_WAITING = 17
     SEAT_REQUEST_DENIED = 18
+    INVOICE_ISSUED = 19
 
 
 class RequestState(IntEnum):
@@ -269,6 +270,7 @@ class Event:
     after: PoolCounts = PoolCounts()
     sequence: int = 0
     seat_request_id: str = ""
+    invoice_id: str = ""
 
 
 @dataclass(frozen=True)

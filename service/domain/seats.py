@@ -212,6 +212,7 @@ class Unit:
         previous_tier: int = 0,
         quantity: int = 0,
         seat_request_id: str = "",
+        invoice_id: str = "",
     ) -> None:
         """Records one change (I4); the store numbers it when the unit commits."""
         self.events.append(
@@ -228,6 +229,7 @@ class Unit:
                 before=(before or pool.counts()) if pool else PoolCounts(),
                 after=pool.counts() if pool else PoolCounts(),
                 seat_request_id=seat_request_id,
+                invoice_id=invoice_id,
             )
         )
 
@@ -487,9 +489,10 @@ class SeatDomain:
         self.store.insert_charges(account_id, unit.charges)
         unit.charges.clear()
         account = unit.account
-        self.store.issue_invoice(
+        invoice = self.store.issue_invoice(
             account_id, new_id("inv"), account.term_start, account.renewal_time, unit.now, account.currency_code
         )
+        unit.event(EventType.INVOICE_ISSUED, quantity=invoice.line_count, invoice_id=invoice.invoice_id)
 
     def _charge_term(self, unit: Unit, unit_time: datetime) -> None:
         """Charges a whole term for every pool: the plan, and the purchased seats."""

@@ -343,6 +343,7 @@ def event_pb(e: Event) -> r.SeatEvent:
         previous_tier=r.Tier.ValueType(e.previous_tier),
         quantity=e.quantity,
         seat_request_id=e.seat_request_id,
+        invoice_id=e.invoice_id,
     )
     if e.hub:
         message.before.CopyFrom(counts_pb(e.before))

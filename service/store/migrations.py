@@ -392,6 +392,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             # The invoice a charge is billed on; NULL while its term runs.
             "ALTER TABLE charges ADD COLUMN invoice_id TEXT",
             "CREATE INDEX charges_account_invoice ON charges (account_id, invoice_id)",
+            # The invoice an INVOICE_ISSUED event announces.
+            "ALTER TABLE seat_events ADD COLUMN invoice_id TEXT NOT NULL DEFAULT ''",
         ),
     ),
 )

@@ -252,7 +252,7 @@ USER_COLUMNS = (
 EVENT_COLUMNS = (
     "sequence, event_type, actor, event_time, request_id, user_id, hub, tier, previous_tier, quantity, "
     "before_included, before_purchased, before_assigned, before_pending, "
-    "after_included, after_purchased, after_assigned, after_pending, seat_request_id"
+    "after_included, after_purchased, after_assigned, after_pending, seat_request_id, invoice_id"
 )
 INVOICE_COLUMNS = "invoice_id, number, period_start, period_end, issue_time, currency_code, total_minor, line_count"
 SEAT_REQUEST_COLUMNS = (
@@ -328,7 +328,7 @@ class Sql:
             "SELECT user_id FROM seat_assignments WHERE account_id = ? AND hub = ? AND tier = ? ORDER BY user_id"
         )
         self.insert_event = self.q(
-            f"INSERT INTO seat_events (account_id, {EVENT_COLUMNS}) VALUES ({_placeholders(20)})"
+            f"INSERT INTO seat_events (account_id, {EVENT_COLUMNS}) VALUES ({_placeholders(21)})"
         )
         self.list_events = self.q(
             f"SELECT {EVENT_COLUMNS} FROM seat_events WHERE account_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"
@@ -1304,6 +1304,7 @@ class Store:
                     e.after.assigned,
                     e.after.pending_removal,
                     e.seat_request_id,
+                    e.invoice_id,
                 )
                 for i, e in enumerate(events)
             ],
@@ -1341,6 +1342,7 @@ class Store:
             after=PoolCounts(r[14], r[15], r[16], r[17]),
             sequence=r[0],
             seat_request_id=r[18],
+            invoice_id=r[19],
         )
 
     # ---- seat requests ----------------------------------------------------------------

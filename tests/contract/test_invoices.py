@@ -101,6 +101,11 @@ def test_an_ended_term_gets_one_invoice_with_every_charge_of_the_term(running: R
     assert sorted(kinds) == ["PLAN", "PLAN", "PRORATED_SEATS", "PRORATED_SEATS", "SEATS"]
     assert cents(full.total) == cents(term.current_term_total)
     assert to_dt(full.issue_time) >= to_dt(full.period_end)
+    # the log announces it, first of the renewal's events, for watches and the message bus
+    announced = [e for e in events(running.seats, tenant) if e.type == resources_pb2.SEAT_EVENT_TYPE_INVOICE_ISSUED]
+    assert [(e.invoice_id, e.quantity, e.actor) for e in announced] == [(issued.invoice_id, 5, "system")]
+    renewal = events(running.seats, tenant, after=announced[0].sequence)
+    assert renewal[0].type == resources_pb2.SEAT_EVENT_TYPE_TERM_RENEWED
 
     # the next term's charges are not on it: they wait for their own renewal
     after = preview(running.seats, tenant)

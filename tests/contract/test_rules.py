@@ -327,7 +327,7 @@ def test_s5_removal_takes_effect_at_the_renewal_date(seats: Seats, clock: Manual
     assert renewed.term_start == old.renewal_time
     assert to_dt(renewed.renewal_time) == add_months(to_dt(old.renewal_time), 1)
     later = events(seats, tenant, after=sequence)
-    assert sorted(event_types(later)) == ["SEATS_REMOVED", "TERM_RENEWED"]
+    assert sorted(event_types(later)) == ["INVOICE_ISSUED", "SEATS_REMOVED", "TERM_RENEWED"]
     [removed] = [e for e in later if event_types([e]) == ["SEATS_REMOVED"]]
     assert (removed.hub, removed.tier, removed.quantity) == (SALES, PROFESSIONAL, 2)
     assert (removed.before.purchased, removed.after.purchased) == (3, 1)

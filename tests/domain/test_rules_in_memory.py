@@ -434,7 +434,11 @@ def test_s5_the_removal_takes_effect_at_the_renewal_date(
         "pending_removal": 0,
     }
     assert view.pools[0].removal_effective_time is None
-    assert types_since(store, tenant, before) == [EventType.SEATS_REMOVED, EventType.TERM_RENEWED]
+    assert types_since(store, tenant, before) == [
+        EventType.INVOICE_ISSUED,  # the ended term's, with the seats still billed in it (S9)
+        EventType.SEATS_REMOVED,
+        EventType.TERM_RENEWED,
+    ]
 
 
 def test_s5_the_renewal_catches_up_over_several_terms(
@@ -448,7 +452,7 @@ def test_s5_the_renewal_catches_up_over_several_terms(
 
     assert renewed == 1
     assert renewal_time(domain, tenant) == datetime(2026, 5, 1, 9, tzinfo=UTC)
-    assert types_since(store, tenant, before) == [EventType.TERM_RENEWED] * 3
+    assert types_since(store, tenant, before) == [EventType.INVOICE_ISSUED, EventType.TERM_RENEWED] * 3
     term_charges = domain.preview_invoice(tenant.owner, tenant.account_id).current_term_charges
     assert {(c.kind, c.amount_minor, c.period_start) for c in term_charges} == {
         (ChargeKind.PLAN, 2000, datetime(2026, 4, 1, 9, tzinfo=UTC)),
@@ -469,7 +473,8 @@ def test_s5_an_account_started_in_the_past_is_renewed_up_to_now(domain: SeatDoma
         datetime(2026, 1, 15, 9, tzinfo=UTC),
     )
     assert {(c.kind, c.period_start) for c in charges} == {(ChargeKind.PLAN, started), (ChargeKind.SEATS, started)}
-    assert [e.type for e in store.list_events(account.account_id, 0, ALL)][-2:] == [EventType.TERM_RENEWED] * 2
+    renewals = [EventType.INVOICE_ISSUED, EventType.TERM_RENEWED] * 2
+    assert [e.type for e in store.list_events(account.account_id, 0, ALL)][-4:] == renewals
     current = domain.preview_invoice(Call(account.owner_user_id), account.account_id).current_term_charges
     assert {(c.kind, c.period_start) for c in current} == {
         (ChargeKind.PLAN, account.term_start),
@@ -490,6 +495,7 @@ def test_s5_a_write_after_the_renewal_date_applies_the_renewal_first(
     assert (view.purchased, view.pending_removal) == (1, 0)
     assert charge.period_start == datetime(2026, 2, 1, 9, tzinfo=UTC)
     assert types_since(store, tenant, before) == [
+        EventType.INVOICE_ISSUED,
         EventType.SEATS_REMOVED,
         EventType.TERM_RENEWED,
         EventType.SEATS_PURCHASED,
@@ -1314,7 +1320,7 @@ def test_i4_every_change_appends_exactly_one_event_in_order(
         ),
         (lambda: domain.update_user(owner, acc, ann.user_id, UserChanges(display_name="A"), ""), []),
         (lambda: domain.delete_user(owner, acc, ann.user_id, ""), [EventType.USER_DELETED]),
-        (renew, [EventType.SEATS_REMOVED, EventType.TERM_RENEWED]),
+        (renew, [EventType.INVOICE_ISSUED, EventType.SEATS_REMOVED, EventType.TERM_RENEWED]),
         (lambda: domain.renew_due(), []),
     ]
     for run, expected in steps:

@@ -161,6 +161,10 @@ class _SeatEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SeatEve
     """
     SEAT_EVENT_TYPE_SEAT_REQUEST_DENIED: _SeatEventType.ValueType  # 18
     """A seat request was denied."""
+    SEAT_EVENT_TYPE_INVOICE_ISSUED: _SeatEventType.ValueType  # 19
+    """The invoice of the term that ended was issued (the first event of a renewal); invoice_id names
+    it, quantity is its number of lines.
+    """
 
 class SeatEventType(_SeatEventType, metaclass=_SeatEventTypeEnumTypeWrapper):
     """What happened in a seat event."""
@@ -209,6 +213,10 @@ next seat of its pool to free.
 """
 SEAT_EVENT_TYPE_SEAT_REQUEST_DENIED: SeatEventType.ValueType  # 18
 """A seat request was denied."""
+SEAT_EVENT_TYPE_INVOICE_ISSUED: SeatEventType.ValueType  # 19
+"""The invoice of the term that ended was issued (the first event of a renewal); invoice_id names
+it, quantity is its number of lines.
+"""
 Global___SeatEventType: _TypeAlias = SeatEventType  # noqa: Y015
 
 class _SeatRequestState:
@@ -907,6 +915,7 @@ class SeatEvent(_message.Message):
     BEFORE_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
     SEAT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the account's log: 1, 2, 3, ... without gaps."""
     type: Global___SeatEventType.ValueType
@@ -929,6 +938,8 @@ class SeatEvent(_message.Message):
     """The seat request concerned: set on its SEAT_REQUESTED, SEAT_REQUEST_WAITING and
     SEAT_REQUEST_DENIED events and on the SEAT_ASSIGNED event that grants it.
     """
+    invoice_id: _builtins.str
+    """The invoice an INVOICE_ISSUED event announces (GetInvoice)."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the change committed (server clock)."""
@@ -957,10 +968,11 @@ class SeatEvent(_message.Message):
         before: Global___PoolCounts | None = ...,
         after: Global___PoolCounts | None = ...,
         seat_request_id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "after", b"after", "before", b"before", "event_time", b"event_time", "hub", b"hub", "previous_tier", b"previous_tier", "quantity", b"quantity", "request_id", b"request_id", "seat_request_id", b"seat_request_id", "sequence", b"sequence", "tier", b"tier", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "after", b"after", "before", b"before", "event_time", b"event_time", "hub", b"hub", "invoice_id", b"invoice_id", "previous_tier", b"previous_tier", "quantity", b"quantity", "request_id", b"request_id", "seat_request_id", b"seat_request_id", "sequence", b"sequence", "tier", b"tier", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
