@@ -254,6 +254,15 @@ class Log:
         return Counter(event_key(e) for e in self.by_request.get(request_id, []))
 
 
+PENDING, WAITING, GRANTED, DENIED, CANCELLED = (
+    resources_pb2.SEAT_REQUEST_STATE_PENDING,
+    resources_pb2.SEAT_REQUEST_STATE_WAITING,
+    resources_pb2.SEAT_REQUEST_STATE_GRANTED,
+    resources_pb2.SEAT_REQUEST_STATE_DENIED,
+    resources_pb2.SEAT_REQUEST_STATE_CANCELLED,
+)
+"""The states of a seat request (SeatRequestState), by their short names."""
+
 SEAT_TAKEN = ("SEAT_UNASSIGNED", "SEAT_RECLAIMED")
 """Events that take a seat from its user, leaving it in the pool (S18): by a call, or by the sweep
 from a seat idle past its pool's policy."""

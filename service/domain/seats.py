@@ -1228,33 +1228,16 @@ class SeatDomain:
             pool = self._pool(unit, request.hub, request.tier)
             decider = unit.call.actor_label
             held = self._current_seat(unit, request.user_id, request.hub)
-            if held is not None and held.tier == request.tier:  # given meanwhile: nothing left to give
-                if request.state is RequestState.WAITING:
-                    pool.waiting_requests -= 1
-                    pool.touch()
-                closed = self._close(unit, request, RequestState.GRANTED, decider)
-                return closed, held, self._view(unit.account, pool), None
+            given = held is not None and held.tier == request.tier  # given meanwhile: nothing left to give
             can_take = pool.available > 0 or (pool.pending_removal > 0 and not pool.waiting_requests)
-            if can_take or purchase_if_needed:
-                if request.state is RequestState.WAITING:
-                    pool.waiting_requests -= 1
-                    pool.touch()
+            if given or can_take or purchase_if_needed:
+                self._leave_line(pool, request)
                 charge = None
-                if not can_take:
+                if not (given or can_take):
                     self._require(unit.actor, Permission.EDIT_BILLING, "buy a seat with the grant")
                     charge = self._buy(unit, pool, 1)
-                result = self._assign(
-                    unit,
-                    request.user_id,
-                    request.hub,
-                    request.tier,
-                    held,
-                    False,
-                    request.user_id,
-                    request.seat_request_id,
-                )
-                granted = self._close(unit, request, RequestState.GRANTED, decider)
-                return granted, result.assignment, self._view(unit.account, pool), charge
+                granted, assignment = self._grant(unit, request, held, decider)
+                return granted, assignment, self._view(unit.account, pool), charge
             if request.state is RequestState.WAITING:  # already in line: nothing changes
                 return request, None, self._view(unit.account, pool), None
             self.store.close_seat_request(account_id, seat_request_id, RequestState.WAITING, unit.now, decider)
@@ -1270,14 +1253,40 @@ class SeatDomain:
         def work(unit: Unit) -> SeatRequest:
             request = self._open_request(unit, seat_request_id)
             pool = unit._pools.get((request.hub, request.tier))
-            if pool is not None and request.state is RequestState.WAITING:
-                pool.waiting_requests -= 1
-                pool.touch()
+            self._leave_line(pool, request)
             denied = self._close(unit, request, RequestState.DENIED, unit.call.actor_label)
             unit.event(EventType.SEAT_REQUEST_DENIED, pool, user_id=request.user_id, seat_request_id=seat_request_id)
             return denied
 
         return self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="deny seat requests")
+
+    @staticmethod
+    def _leave_line(pool: Pool | None, request: SeatRequest) -> None:
+        """A waiting request leaves its pool's waiting list (the pool may be gone: an upgrade
+        closed it)."""
+        if pool is not None and request.state is RequestState.WAITING:
+            pool.waiting_requests -= 1
+            pool.touch()
+
+    def _grant(
+        self, unit: Unit, request: SeatRequest, held: Assignment | None, decider: str
+    ) -> tuple[SeatRequest, Assignment]:
+        """Gives the request's user its seat (a seat of another tier of the hub moves, one of the
+        same tier is already the grant) and closes the request as granted."""
+        assignment = held
+        if held is None or held.tier != request.tier:
+            assignment = self._assign(
+                unit,
+                request.user_id,
+                request.hub,
+                request.tier,
+                held,
+                False,
+                request.user_id,
+                request.seat_request_id,
+            ).assignment
+        assert assignment is not None
+        return self._close(unit, request, RequestState.GRANTED, decider), assignment
 
     def _close(self, unit: Unit, request: SeatRequest, state: RequestState, decider: str) -> SeatRequest:
         """Moves an open request to a closed state; a waiting one granted keeps its approver."""
@@ -1316,21 +1325,8 @@ class SeatDomain:
                     pool.touch()
                     continue
                 for request in waiting:
-                    pool.waiting_requests -= 1
-                    pool.touch()
-                    held = self._current_seat(unit, request.user_id, request.hub)
-                    if held is None or held.tier != request.tier:
-                        self._assign(
-                            unit,
-                            request.user_id,
-                            request.hub,
-                            request.tier,
-                            held,
-                            False,
-                            request.user_id,
-                            request.seat_request_id,
-                        )
-                    self._close(unit, request, RequestState.GRANTED, POLICY_ACTOR)
+                    self._leave_line(pool, request)
+                    self._grant(unit, request, self._current_seat(unit, request.user_id, request.hub), POLICY_ACTOR)
 
     def list_seat_requests(
         self,
@@ -1821,10 +1817,7 @@ class SeatDomain:
                 self.store.close_seat_request(
                     account_id, open_request.seat_request_id, RequestState.CANCELLED, unit.now, unit.call.actor_label
                 )
-                pool = unit._pools.get((open_request.hub, open_request.tier))
-                if pool is not None and open_request.state is RequestState.WAITING:
-                    pool.waiting_requests -= 1
-                    pool.touch()
+                self._leave_line(unit._pools.get((open_request.hub, open_request.tier)), open_request)
             unit.event(EventType.USER_DELETED, user_id=user_id)
 
         self._write(call, account_id, work, need=Permission.ACCOUNT_ACCESS, what="delete users", users=[user_id])

@@ -32,16 +32,8 @@ from tests.contract.helpers import (
     schedule_removal,
     unassign,
 )
-from tests.toolkit import event_type, refused
+from tests.toolkit import CANCELLED, DENIED, GRANTED, PENDING, WAITING, event_type, refused
 
-S = resources_pb2.SeatRequestState
-PENDING, WAITING, GRANTED, DENIED, CANCELLED = (
-    S.SEAT_REQUEST_STATE_PENDING,
-    S.SEAT_REQUEST_STATE_WAITING,
-    S.SEAT_REQUEST_STATE_GRANTED,
-    S.SEAT_REQUEST_STATE_DENIED,
-    S.SEAT_REQUEST_STATE_CANCELLED,
-)
 ADMIN = resources_pb2.Permissions(account_access=True)
 BILLING_ADMIN = resources_pb2.Permissions(account_access=True, edit_billing=True)
 

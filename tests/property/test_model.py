@@ -60,7 +60,19 @@ from seats.v1 import resources_pb2, seat_service_pb2, user_service_pb2
 from tests.conftest import Running, actor
 from tests.contract.helpers import Tenant, cents, events, pools, timestamp
 from tests.property.refusals import reason_of
-from tests.toolkit import EventKey, check_log_leaves_pools, check_pool_invariants, event_key, event_type, replay_log
+from tests.toolkit import (
+    CANCELLED,
+    DENIED,
+    GRANTED,
+    PENDING,
+    WAITING,
+    EventKey,
+    check_log_leaves_pools,
+    check_pool_invariants,
+    event_key,
+    event_type,
+    replay_log,
+)
 
 r = resources_pb2
 s = seat_service_pb2
@@ -702,14 +714,6 @@ SPECIAL_EVENTS = (
 """The event types whose every occurrence the machine predicts, step by step; so is every event of a
 grant of a request (a SEAT_ASSIGNED that names the request)."""
 
-S = r.SeatRequestState
-PENDING, WAITING, GRANTED, DENIED, CANCELLED = (
-    S.SEAT_REQUEST_STATE_PENDING,
-    S.SEAT_REQUEST_STATE_WAITING,
-    S.SEAT_REQUEST_STATE_GRANTED,
-    S.SEAT_REQUEST_STATE_DENIED,
-    S.SEAT_REQUEST_STATE_CANCELLED,
-)
 OPEN = (PENDING, WAITING)
 UNKNOWN_REQUEST = "sreq_0000000000000000000000"
 NEW_USER = "a new user"
